@@ -1,0 +1,108 @@
+"""Input checks shared by the public functions. Every check raises before any work is done."""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+__all__ = [
+    "check_strength",
+    "as_host_array",
+    "resolve_dtypes",
+    "normalize_axis",
+    "check_finite",
+    "check_out",
+    "is_device_array",
+]
+
+
+def check_strength(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite real scalar >= 0."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def is_device_array(obj) -> bool:
+    """True for GPU arrays (objects exposing ``__cuda_array_interface__``), not numpy arrays."""
+    return not isinstance(obj, np.ndarray) and hasattr(obj, "__cuda_array_interface__")
+
+
+def as_host_array(w, name: str = "w") -> np.ndarray:
+    """``np.asarray(w)`` without copying, with a TypeError for what numpy cannot hold as numbers."""
+    try:
+        arr = np.asarray(w)
+    except Exception as exc:  # ragged lists, objects with a failing __array__
+        raise TypeError(f"{name} must be array-like, got {type(w).__name__}: {exc}") from None
+    return arr
+
+
+def resolve_dtypes(dtype: np.dtype, name: str = "w") -> tuple[np.dtype, np.dtype]:
+    """Return ``(compute_dtype, output_dtype)`` for an input dtype.
+
+    float32 -> float32, float64 -> float64, float16 -> computed in float32 and returned
+    as float16, bool/integer -> float64. Anything else raises TypeError.
+    """
+    if dtype == np.float32 or dtype == np.float64:
+        return dtype, dtype
+    if dtype == np.float16:
+        return np.dtype(np.float32), dtype
+    if dtype.kind in "biu":
+        return np.dtype(np.float64), np.dtype(np.float64)
+    raise TypeError(
+        f"{name} has unsupported dtype {dtype}; expected a real floating dtype "
+        "(float16, float32, float64), an integer or a bool dtype"
+    )
+
+
+def normalize_axis(axis, ndim: int) -> int | None:
+    """Return ``axis`` as a non-negative int (or None); raise for a bad axis."""
+    if axis is None:
+        return None
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an int or None, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
+    return axis % ndim
+
+
+def check_finite(arr: np.ndarray, name: str = "w") -> None:
+    """Raise ValueError naming the count and first position of non-finite entries."""
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    bad = np.logical_not(finite)
+    count = int(np.count_nonzero(bad))
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.ravel())), arr.shape))
+    where = first if arr.ndim != 1 else first[0]
+    raise ValueError(
+        f"{name} must be finite: {count} non-finite value{'s' if count > 1 else ''} (NaN or inf), "
+        f"the first at index {where}"
+    )
+
+
+def check_out(out, shape: tuple, dtype: np.dtype) -> None:
+    """Check that ``out`` can receive a result of ``shape`` and ``dtype``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, expected {shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")

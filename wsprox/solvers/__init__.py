@@ -1,0 +1,61 @@
+"""Built-in solver backends. Importing this package registers them.
+
+Each backend lives in its own private module; nothing heavy (numba compilation, cvxpy,
+numba-cuda) is imported until a backend is used or its availability is asked for.
+"""
+
+import importlib.util
+
+from .._registry import register_backend
+
+
+def _numba_solve(w, lam, l1, return_clusters):
+    from .numba_backend import solve
+
+    return solve(w, lam, l1, return_clusters)
+
+
+def _cvxpy_solve(w, lam, l1, return_clusters):
+    from .cvxpy_backend import solve
+
+    return solve(w, lam, l1, return_clusters)
+
+
+def _cvxpy_availability():
+    if importlib.util.find_spec("cvxpy") is None:
+        return False, "cvxpy is not installed: pip install 'wsprox[cvxpy]' (or pip install cvxpy)"
+    return True, None
+
+
+def _cuda_availability():
+    return False, "not implemented yet (tracked as the cuda backend issue); use backend='numba'"
+
+
+register_backend(
+    "numba",
+    _numba_solve,
+    description="CPU: radix sort + pool adjacent violators in float64, rows in parallel (numba)",
+    array_kinds=("numpy",),
+    dtypes=("float32", "float64"),
+    batched=True,
+    max_size=2**32 - 1,
+)
+register_backend(
+    "cvxpy",
+    _cvxpy_solve,
+    description="ground truth: the pairwise-difference QP solved by cvxpy/Clarabel at tight tolerance",
+    availability=_cvxpy_availability,
+    array_kinds=("numpy",),
+    dtypes=("float64",),
+    batched=False,
+    max_size=1000,
+)
+register_backend(
+    "cuda",
+    None,
+    description="NVIDIA GPU: parallel collision algorithm, O(d) work, polylog depth (numba-cuda)",
+    availability=_cuda_availability,
+    array_kinds=("numpy", "cuda"),
+    dtypes=("float32", "float64"),
+    batched=True,
+)

@@ -1,0 +1,136 @@
+"""numba kernels of the CPU backend: sort, pool adjacent violators, expand (no validation).
+
+Notation (see :mod:`wsprox` Notes): for a row of length ``d`` sorted ascending into
+``x_0 <= ... <= x_{d-1}``, the prox is the isotonic regression of ``z_k = x_k + v_k``
+with ``v_k = lam (d - 1 - 2k) / (d - 1)``, mapped back through the sort.
+
+The velocity part of a block's sum has a closed form: over positions ``[a, b)`` of
+length ``n`` it is ``lam n (d - a - b) / (d - 1)``. So the stack keeps only float64 sums
+of ``x_k - c`` (``c`` the row's median, for accuracy), and two adjacent blocks
+``L = [a, m)`` and ``R = [m, b)`` pool exactly when their ``x`` means are close enough
+for the faster left block to catch up by time 1::
+
+    mean_x(R) - mean_x(L) <= lam (n_L + n_R) / (d - 1)
+    <=>  (d - 1) (S_R n_L - S_L n_R) <= lam n_L n_R (n_L + n_R)
+
+(cross-multiplied, no division). Ties pool (the ``<=``), so adjacent final blocks have
+strictly increasing means. Constant inputs come back unchanged, and integer-valued
+inputs with an integer ``lam / (d - 1)`` are pooled exactly while products stay below
+2**53.
+"""
+
+import numpy as np
+from numba import njit, prange
+from numba.extending import overload
+
+from ._sorting import sort_float32, sort_float64
+
+
+def sort_row(row):
+    """Sorted copy and permutation of a float32 or float64 row (dispatches on dtype)."""
+    if row.dtype == np.float32:
+        return sort_float32(row)
+    return sort_float64(row)
+
+
+@overload(sort_row)
+def _sort_row_overload(row):
+    if row.dtype.bitwidth == 32:
+        return lambda row: sort_float32(row)
+    return lambda row: sort_float64(row)
+
+
+@njit(cache=True)
+def pool_blocks(xs, lam, center, block_end, block_sum):
+    """Pool adjacent violators over the sorted row ``xs``; return the number of blocks.
+
+    Block ``j`` covers positions ``[block_end[j-1], block_end[j])`` and
+    ``block_sum[j]`` is the float64 sum of ``xs - center`` over it.
+    """
+    d = xs.shape[0]
+    scale = float(d - 1) if d > 1 else 1.0
+    top = -1
+    for k in range(d):
+        s = float(xs[k]) - center
+        n = 1.0
+        while top >= 0:
+            start = block_end[top - 1] if top > 0 else 0
+            n_left = float(block_end[top] - start)
+            s_left = block_sum[top]
+            if scale * (s * n_left - s_left * n) <= lam * n_left * n * (n_left + n):
+                s += s_left
+                n += n_left
+                top -= 1
+            else:
+                break
+        top += 1
+        block_sum[top] = s
+        block_end[top] = k + 1
+    return top + 1
+
+
+@njit(cache=True)
+def soft_threshold(m, l1):
+    """``sign(m) max(|m| - l1, 0)``, returning +0.0 (never -0.0) for thresholded values."""
+    if m > l1:
+        return m - l1
+    if m < -l1:
+        return m + l1
+    return 0.0
+
+
+@njit(cache=True)
+def expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
+    """Write each block's value (and cluster id) to the original positions of its elements.
+
+    Block values are ``mean_x + lam (d - a - b) / (d - 1) + center``, made non-decreasing
+    (guarding against rounding), soft-thresholded by ``l1`` and cast to ``out.dtype``;
+    cluster ids count distinct cast values in increasing order.
+    """
+    d = perm.shape[0]
+    scale = float(d - 1) if d > 1 else 1.0
+    start = 0
+    label = -1
+    previous = -np.inf
+    previous_cast = out.dtype.type(0)
+    for j in range(n_blocks):
+        end = block_end[j]
+        n = end - start
+        m = block_sum[j] / n + lam * float(d - start - end) / scale + center
+        if m < previous:
+            m = previous
+        previous = m
+        value = out.dtype.type(soft_threshold(m, l1)) if l1 > 0.0 else out.dtype.type(m)
+        if j == 0 or value != previous_cast:
+            label += 1
+        previous_cast = value
+        for k in range(start, end):
+            i = perm[k]
+            out[i] = value
+            if want_labels:
+                labels[i] = label
+        start = end
+
+
+@njit(cache=True)
+def prox_row(row, lam, l1, out, labels, want_labels):
+    """Prox of one row (any float32/float64 layout) into ``out`` and ``labels``."""
+    d = row.shape[0]
+    if d == 0:
+        return
+    xs, perm = sort_row(row)
+    center = float(xs[d // 2])
+    block_end = np.empty(d, np.int64)
+    block_sum = np.empty(d, np.float64)
+    n_blocks = pool_blocks(xs, lam, center, block_end, block_sum)
+    expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels)
+
+
+@njit(cache=True, parallel=True)
+def prox_rows(w, lam, l1, out, labels, want_labels):
+    """Prox of every row of the 2-D array ``w`` (rows in parallel).
+
+    ``labels`` is ``(n, d)`` int64 when ``want_labels`` is true and ``(n, 0)`` otherwise.
+    """
+    for r in prange(w.shape[0]):
+        prox_row(w[r], lam, l1, out[r], labels[r], want_labels)
