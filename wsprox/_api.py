@@ -247,7 +247,8 @@ def _as_rows(arr: np.ndarray, axis: int | None) -> tuple[np.ndarray, tuple]:
     if axis is None:
         return arr.reshape(1, arr.size), (1, arr.size)
     moved = np.moveaxis(arr, axis, -1)
-    return moved.reshape(-1, arr.shape[axis]), moved.shape
+    n = int(np.prod(moved.shape[:-1]))
+    return moved.reshape(n, arr.shape[axis]), moved.shape
 
 
 def _from_rows(x: np.ndarray, moved_shape: tuple, axis: int | None, shape: tuple) -> np.ndarray:

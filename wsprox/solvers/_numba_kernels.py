@@ -26,18 +26,22 @@ from numba.extending import overload
 from ._sorting import sort_float32, sort_float64
 
 
-def sort_row(row):
-    """Sorted copy and permutation of a float32 or float64 row (dispatches on dtype)."""
+def sort_row(row, keys, scratch, perm):
+    """Sort a float32 or float64 row in the work buffers (dispatches on dtype).
+
+    Returns ``(xs, free)``: the sorted values (a view of one buffer) and the other,
+    now unused, uint64 buffer.
+    """
     if row.dtype == np.float32:
-        return sort_float32(row)
-    return sort_float64(row)
+        return sort_float32(row, keys, scratch, perm)
+    return sort_float64(row, keys, scratch, perm)
 
 
 @overload(sort_row)
-def _sort_row_overload(row):
+def _sort_row_overload(row, keys, scratch, perm):
     if row.dtype.bitwidth == 32:
-        return lambda row: sort_float32(row)
-    return lambda row: sort_float64(row)
+        return lambda row, keys, scratch, perm: sort_float32(row, keys, scratch, perm)
+    return lambda row, keys, scratch, perm: sort_float64(row, keys, scratch, perm)
 
 
 @njit(cache=True)
@@ -48,14 +52,14 @@ def pool_blocks(xs, lam, center, block_end, block_sum):
     ``block_sum[j]`` is the float64 sum of ``xs - center`` over it.
     """
     d = xs.shape[0]
-    scale = float(d - 1) if d > 1 else 1.0
+    scale = np.float64(d - 1) if d > 1 else np.float64(1.0)
     top = -1
     for k in range(d):
-        s = float(xs[k]) - center
-        n = 1.0
+        s = np.float64(xs[k]) - center
+        n = np.float64(1.0)
         while top >= 0:
             start = block_end[top - 1] if top > 0 else 0
-            n_left = float(block_end[top] - start)
+            n_left = np.float64(block_end[top] - start)
             s_left = block_sum[top]
             if scale * (s * n_left - s_left * n) <= lam * n_left * n * (n_left + n):
                 s += s_left
@@ -88,7 +92,7 @@ def expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, la
     cluster ids count distinct cast values in increasing order.
     """
     d = perm.shape[0]
-    scale = float(d - 1) if d > 1 else 1.0
+    scale = np.float64(d - 1) if d > 1 else np.float64(1.0)
     start = 0
     label = -1
     previous = -np.inf
@@ -96,7 +100,7 @@ def expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, la
     for j in range(n_blocks):
         end = block_end[j]
         n = end - start
-        m = block_sum[j] / n + lam * float(d - start - end) / scale + center
+        m = block_sum[j] / n + lam * np.float64(d - start - end) / scale + center
         if m < previous:
             m = previous
         previous = m
@@ -113,24 +117,41 @@ def expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, la
 
 
 @njit(cache=True)
-def prox_row(row, lam, l1, out, labels, want_labels):
-    """Prox of one row (any float32/float64 layout) into ``out`` and ``labels``."""
+def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_end):
+    """Prox of one row (any float32/float64 layout) into ``out`` and ``labels``.
+
+    ``keys``, ``scratch`` (uint64), ``perm`` (uint32) and ``block_end`` (int64) are work
+    buffers at least as long as the row.
+    """
     d = row.shape[0]
     if d == 0:
         return
-    xs, perm = sort_row(row)
-    center = float(xs[d // 2])
-    block_end = np.empty(d, np.int64)
-    block_sum = np.empty(d, np.float64)
+    xs, free = sort_row(row, keys[:d], scratch[:d], perm[:d])
+    center = np.float64(xs[d // 2])
+    block_sum = free.view(np.float64)
     n_blocks = pool_blocks(xs, lam, center, block_end, block_sum)
-    expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels)
+    expand_blocks(perm[:d], lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels)
+
+
+@njit(cache=True)
+def prox_chunk(w, lam, l1, out, labels, want_labels, first, stop):
+    """Prox of rows ``first..stop-1`` of ``w``, with work buffers allocated once."""
+    d = w.shape[1]
+    keys = np.empty(d, np.uint64)
+    scratch = np.empty(d, np.uint64)
+    perm = np.empty(d, np.uint32)
+    block_end = np.empty(d, np.int64)
+    for r in range(first, stop):
+        prox_row(w[r], lam, l1, out[r], labels[r], want_labels, keys, scratch, perm, block_end)
 
 
 @njit(cache=True, parallel=True)
-def prox_rows(w, lam, l1, out, labels, want_labels):
-    """Prox of every row of the 2-D array ``w`` (rows in parallel).
+def prox_rows(w, lam, l1, out, labels, want_labels, n_chunks):
+    """Prox of every row of the 2-D array ``w``, in ``n_chunks`` chunks of rows run in parallel.
 
     ``labels`` is ``(n, d)`` int64 when ``want_labels`` is true and ``(n, 0)`` otherwise.
+    ``n_chunks`` is between 1 and the number of rows.
     """
-    for r in prange(w.shape[0]):
-        prox_row(w[r], lam, l1, out[r], labels[r], want_labels)
+    n = w.shape[0]
+    for c in prange(n_chunks):
+        prox_chunk(w, lam, l1, out, labels, want_labels, c * n // n_chunks, (c + 1) * n // n_chunks)

@@ -1,5 +1,6 @@
 """The ``numba`` backend: host driver for the CPU kernels."""
 
+import numba
 import numpy as np
 
 from ._numba_kernels import prox_rows
@@ -13,5 +14,6 @@ def solve(w, lam, l1, return_clusters):
     n, d = w.shape
     out = np.empty((n, d), dtype=w.dtype)
     labels = np.empty((n, d) if return_clusters else (n, 0), dtype=np.int64)
-    prox_rows(w, float(lam), float(l1), out, labels, bool(return_clusters))
+    n_chunks = max(1, min(n, 4 * numba.get_num_threads()))
+    prox_rows(w, float(lam), float(l1), out, labels, bool(return_clusters), n_chunks)
     return out, (labels if return_clusters else None)

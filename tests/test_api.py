@@ -1,0 +1,478 @@
+"""The public numpy API: dtypes, shapes, axis, out=, clusters, errors, registry, penalty."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import wsprox
+
+
+def brute_penalty(w):
+    w = np.asarray(w, dtype=np.float64).ravel()
+    d = w.size
+    if d <= 1:
+        return 0.0
+    return float(np.abs(w[:, None] - w[None, :]).sum() / 2 / (d - 1))
+
+
+RNG = np.random.default_rng(20241123)
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [
+        (np.float32, np.float32),
+        (np.float64, np.float64),
+        (np.float16, np.float16),
+        (np.int8, np.float64),
+        (np.int64, np.float64),
+        (np.uint16, np.float64),
+        (np.bool_, np.float64),
+    ],
+)
+def test_output_dtype(dtype, expected):
+    w = (RNG.standard_normal(50) * 5).astype(dtype)
+    x = wsprox.prox(w, 0.3)
+    assert x.dtype == expected
+    assert x.shape == w.shape
+    ref = wsprox.prox(w.astype(np.float64), 0.3)
+    tol = {np.float16: 2e-2, np.float32: 1e-5}.get(expected, 1e-12)
+    np.testing.assert_allclose(x.astype(np.float64), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        np.ones(3, np.complex128),
+        np.array([1, "a"], dtype=object),
+        np.array(["1.0", "2.0"]),
+        np.array(["2020-01-01"], dtype="datetime64[D]"),
+        np.array([1], dtype="timedelta64[s]"),
+    ],
+    ids=["complex", "object", "str", "datetime", "timedelta"],
+)
+def test_unsupported_dtype_is_type_error(w):
+    with pytest.raises(TypeError, match=r"w has unsupported dtype"):
+        wsprox.prox(w, 1.0)
+    with pytest.raises(TypeError, match=r"w has unsupported dtype"):
+        wsprox.penalty(w)
+
+
+def test_python_lists_and_scalars():
+    np.testing.assert_array_equal(wsprox.prox([0, 1, 5], 2.0), [1.5, 1.5, 3.0])
+    x = wsprox.prox(3.5, 1.0)
+    assert x.shape == () and x.dtype == np.float64 and float(x) == 3.5
+    x = wsprox.prox(3.5, 1.0, l1=1.0)
+    assert float(x) == 2.5
+
+
+def test_ragged_list_is_type_error():
+    with pytest.raises(TypeError, match="w must be array-like"):
+        wsprox.prox([[1.0, 2.0], [3.0]], 1.0)
+
+
+# --------------------------------------------------------------------------- strengths
+
+
+@pytest.mark.parametrize("name", ["lam", "l1"])
+@pytest.mark.parametrize("bad", [-1.0, -1e-300, np.inf, -np.inf, np.nan])
+def test_bad_strength_value(name, bad):
+    kwargs = {"lam": 1.0, "l1": 0.0}
+    kwargs[name] = bad
+    lam = kwargs.pop("lam")
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        wsprox.prox(np.ones(3), lam, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["lam", "l1"])
+@pytest.mark.parametrize("bad", [None, "1.0", 1j, True, np.bool_(False), [1.0], np.ones(2)])
+def test_bad_strength_type(name, bad):
+    kwargs = {"lam": 1.0, "l1": 0.0}
+    kwargs[name] = bad
+    lam = kwargs.pop("lam")
+    with pytest.raises(TypeError, match=rf"^{name} must be a real scalar"):
+        wsprox.prox(np.ones(3), lam, **kwargs)
+
+
+@pytest.mark.parametrize("lam", [1, np.float32(1.0), np.int64(1), np.array(1.0), 1.0])
+def test_strength_accepts_real_scalars(lam):
+    np.testing.assert_array_equal(wsprox.prox([0.0, 1.0, 5.0], lam), [1.0, 1.0, 4.0])
+
+
+def test_return_clusters_must_be_bool():
+    with pytest.raises(TypeError, match="return_clusters must be a bool"):
+        wsprox.prox(np.ones(3), 1.0, return_clusters="yes")
+
+
+# --------------------------------------------------------------------------- non-finite input
+
+
+def test_non_finite_message_counts_and_locates():
+    w = np.zeros((3, 4))
+    w[1, 2] = np.nan
+    w[2, 0] = np.inf
+    with pytest.raises(ValueError, match=r"2 non-finite values .* first at index \(1, 2\)"):
+        wsprox.prox(w, 1.0)
+    with pytest.raises(ValueError, match=r"1 non-finite value \(NaN or inf\), the first at index 4$"):
+        wsprox.prox(np.array([0, 1, 2, 3, -np.inf]), 1.0)
+    with pytest.raises(ValueError, match="w must be finite"):
+        wsprox.penalty(w)
+
+
+# --------------------------------------------------------------------------- trivial sizes
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (3, 0), (2, 0, 4)])
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_empty(shape, axis):
+    w = np.empty(shape, np.float32)
+    x, labels = wsprox.prox(w, 1.0, axis=axis, return_clusters=True)
+    assert x.shape == shape and x.dtype == np.float32
+    assert labels.shape == shape and labels.dtype == np.int64
+
+
+def test_d_equal_one_is_identity_or_soft_threshold():
+    w = np.array([[1.5], [-0.2], [3.0]])
+    np.testing.assert_array_equal(wsprox.prox(w, 10.0, axis=1), w)
+    np.testing.assert_array_equal(wsprox.prox(w, 10.0, l1=0.5, axis=1), [[1.0], [0.0], [2.5]])
+    assert not np.signbit(wsprox.prox(w, 10.0, l1=0.5, axis=1)).any()
+    x, labels = wsprox.prox(w, 10.0, axis=1, return_clusters=True)
+    np.testing.assert_array_equal(labels, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_lam_zero_is_identity_bitwise(dtype):
+    w = RNG.standard_normal((4, 33)).astype(dtype)
+    w[0, :5] = w[0, 5]
+    w[1, 0] = -0.0
+    x, labels = wsprox.prox(w, 0.0, axis=1, return_clusters=True)
+    assert x.tobytes() == w.tobytes()
+    for row, lab in zip(w, labels):
+        np.testing.assert_array_equal(lab, np.unique(row, return_inverse=True)[1])
+
+
+# --------------------------------------------------------------------------- inputs are never modified
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_input_not_modified(dtype, axis):
+    w = RNG.standard_normal((20, 30)).astype(dtype)[:, ::2]
+    before = w.copy()
+    x = wsprox.prox(w, 0.5, l1=0.1, axis=axis, return_clusters=True)[0]
+    assert not np.shares_memory(x, w)
+    np.testing.assert_array_equal(w, before)
+
+
+def test_lam_zero_result_does_not_alias_input():
+    w = RNG.standard_normal(10)
+    x = wsprox.prox(w, 0.0)
+    x[0] = 123.0
+    assert w[0] != 123.0
+
+
+# --------------------------------------------------------------------------- out=
+
+
+def test_out_is_filled_and_returned():
+    w = RNG.standard_normal((5, 7)).astype(np.float32)
+    out = np.empty_like(w)
+    res = wsprox.prox(w, 0.2, axis=0, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, wsprox.prox(w, 0.2, axis=0))
+
+
+def test_out_may_be_w():
+    w = RNG.standard_normal(100)
+    expected = wsprox.prox(w, 0.2)
+    res, labels = wsprox.prox(w, 0.2, out=w, return_clusters=True)
+    assert res is w
+    np.testing.assert_array_equal(w, expected)
+    assert labels.shape == w.shape
+
+
+def test_out_noncontiguous():
+    w = RNG.standard_normal((6, 8))
+    out = np.zeros((8, 6)).T
+    wsprox.prox(w, 0.2, axis=1, out=out)
+    np.testing.assert_array_equal(out, wsprox.prox(w, 0.2, axis=1))
+
+
+@pytest.mark.parametrize(
+    ("out", "exc", "msg"),
+    [
+        (np.empty(4), ValueError, r"out has shape \(4,\), expected \(5,\)"),
+        (np.empty(5, np.float32), TypeError, "out has dtype float32, expected float64"),
+        ([0.0] * 5, TypeError, "out must be a numpy.ndarray"),
+    ],
+)
+def test_bad_out(out, exc, msg):
+    with pytest.raises(exc, match=msg):
+        wsprox.prox(np.arange(5.0), 1.0, out=out)
+
+
+def test_readonly_out():
+    out = np.zeros(5)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        wsprox.prox(np.arange(5.0), 1.0, out=out)
+
+
+def test_out_for_int_input_must_be_float64():
+    with pytest.raises(TypeError, match="expected float64"):
+        wsprox.prox(np.arange(5), 1.0, out=np.zeros(5, np.int64))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"lam": -1.0}, ValueError),
+        ({"lam": 1.0, "backend": "nope"}, ValueError),
+        ({"lam": 1.0, "axis": 3}, ValueError),
+        ({"lam": 1.0, "l1": np.nan}, ValueError),
+    ],
+)
+def test_failed_call_leaves_out_untouched(kwargs, exc):
+    w = np.arange(6.0)
+    out = np.full(6, 7.0)
+    with pytest.raises(exc):
+        wsprox.prox(w, out=out, **kwargs)
+    np.testing.assert_array_equal(out, 7.0)
+    bad = w.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError):
+        wsprox.prox(bad, 1.0, out=out)
+    np.testing.assert_array_equal(out, 7.0)
+
+
+# --------------------------------------------------------------------------- axis
+
+
+def test_axis_none_flattens():
+    w = RNG.standard_normal((4, 5, 6))
+    x = wsprox.prox(w, 0.7)
+    np.testing.assert_array_equal(x, wsprox.prox(w.ravel(), 0.7).reshape(w.shape))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -2, -3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axis_matches_slice_loop(axis, dtype):
+    w = RNG.standard_normal((4, 5, 6)).astype(dtype)
+    x, labels = wsprox.prox(w, 0.7, l1=0.05, axis=axis, return_clusters=True)
+    assert x.flags.c_contiguous
+    moved = np.moveaxis(w, axis, -1)
+    xm = np.moveaxis(x, axis, -1)
+    lm = np.moveaxis(labels, axis, -1)
+    for idx in itertools.product(*(range(s) for s in moved.shape[:-1])):
+        xr, lr = wsprox.prox(moved[idx], 0.7, l1=0.05, return_clusters=True)
+        assert xm[idx].tobytes() == xr.tobytes()
+        np.testing.assert_array_equal(lm[idx], lr)
+
+
+@pytest.mark.parametrize("axis", [3, -4, 10])
+def test_axis_out_of_bounds(axis):
+    with pytest.raises(np.exceptions.AxisError, match=f"axis {axis} is out of bounds"):
+        wsprox.prox(np.ones((2, 3, 4)), 1.0, axis=axis)
+    with pytest.raises(ValueError, match="out of bounds"):
+        wsprox.penalty(np.ones((2, 3, 4)), axis=axis)
+
+
+@pytest.mark.parametrize("axis", [1.0, "0", (0, 1), True])
+def test_axis_bad_type(axis):
+    with pytest.raises(TypeError, match="axis must be an int or None"):
+        wsprox.prox(np.ones((2, 3)), 1.0, axis=axis)
+
+
+def test_axis_on_zero_dim_is_error():
+    with pytest.raises(np.exceptions.AxisError):
+        wsprox.prox(np.float64(1.0), 1.0, axis=0)
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("l1", [0.0, 0.4])
+def test_labels_number_groups_of_equal_value(dtype, l1):
+    w = (RNG.standard_normal((6, 200)) * 2).astype(dtype)
+    x, labels = wsprox.prox(w, 1.0, l1=l1, axis=1, return_clusters=True)
+    assert labels.dtype == np.int64
+    for xr, lr in zip(x, labels):
+        values, inverse = np.unique(xr, return_inverse=True)
+        np.testing.assert_array_equal(lr, inverse)
+        assert lr.min() == 0 and lr.max() == len(values) - 1
+    assert labels.max() < 200  # the prox really shares weights at this strength
+
+
+def test_labels_axis_none_are_global():
+    w = RNG.standard_normal((3, 40))
+    x, labels = wsprox.prox(w, 2.0, return_clusters=True)
+    np.testing.assert_array_equal(labels.ravel(), np.unique(x.ravel(), return_inverse=True)[1])
+
+
+def test_deterministic_bitwise():
+    w = RNG.standard_normal((8, 3000)).astype(np.float32)
+    a = wsprox.prox(w, 0.1, axis=1, return_clusters=True)
+    b = wsprox.prox(w, 0.1, axis=1, return_clusters=True)
+    assert a[0].tobytes() == b[0].tobytes()
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_backends_lists_builtins():
+    info = wsprox.backends()
+    assert {"numba", "cvxpy", "cuda"} <= set(info)
+    numba_info = info["numba"]
+    assert numba_info.available and numba_info.reason is None
+    assert numba_info.array_kinds == ("numpy",) and numba_info.batched
+    assert numba_info.dtypes == ("float32", "float64")
+    assert numba_info.max_size == 2**32 - 1
+    for entry in info.values():
+        assert isinstance(entry, wsprox.BackendInfo)
+        assert entry.description
+        assert entry.available or (isinstance(entry.reason, str) and entry.reason)
+
+
+def test_unknown_backend_lists_registered():
+    with pytest.raises(ValueError, match=r"unknown backend 'nope'; registered backends: auto, numba, cvxpy, cuda"):
+        wsprox.prox(np.ones(3), 1.0, backend="nope")
+    with pytest.raises(TypeError, match="backend must be a str"):
+        wsprox.prox(np.ones(3), 1.0, backend=3)
+
+
+@pytest.fixture
+def toy_backend():
+    calls = []
+
+    def solve(w, lam, l1, return_clusters):
+        calls.append((w.shape, w.dtype, lam, l1, return_clusters))
+        x = np.repeat(w.mean(axis=1, keepdims=True), w.shape[1], axis=1)
+        return x, (np.zeros(w.shape, np.int64) if return_clusters else None)
+
+    wsprox.register_backend("toy", solve, description="mean of each row", dtypes=("float64",), max_size=50)
+    yield calls
+    wsprox.unregister_backend("toy")
+
+
+def test_register_toy_backend(toy_backend):
+    assert "toy" in wsprox.backends()
+    info = wsprox.backends()["toy"]
+    assert info.available and not info.batched and info.max_size == 50 and info.dtypes == ("float64",)
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    x, labels = wsprox.prox(w, 1.0, axis=1, backend="toy", return_clusters=True)
+    assert toy_backend == [((3, 4), np.float64, 1.0, 0.0, True)]
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, np.repeat([[1.5], [5.5], [9.5]], 4, axis=1))
+    np.testing.assert_array_equal(labels, 0)
+    with pytest.raises(ValueError, match=r"d=51 is too large for backend 'toy' \(at most 50\)"):
+        wsprox.prox(np.ones(51), 1.0, backend="toy")
+
+
+def test_register_errors(toy_backend):
+    solve = lambda w, lam, l1, rc: (w.copy(), None)  # noqa: E731
+    with pytest.raises(ValueError, match="already registered"):
+        wsprox.register_backend("toy", solve, description="x")
+    wsprox.register_backend("toy", solve, description="copy", replace=True)
+    assert wsprox.backends()["toy"].description == "copy"
+    with pytest.raises(ValueError, match="reserved"):
+        wsprox.register_backend("auto", solve, description="x")
+    with pytest.raises(TypeError, match="solve must be callable"):
+        wsprox.register_backend("bad", 3, description="x")
+    with pytest.raises(ValueError, match="dtypes must be"):
+        wsprox.register_backend("bad", solve, description="x", dtypes=("float16",))
+    with pytest.raises(ValueError, match="array_kinds must be"):
+        wsprox.register_backend("bad", solve, description="x", array_kinds=("tpu",))
+    with pytest.raises(ValueError, match="max_size must be"):
+        wsprox.register_backend("bad", solve, description="x", max_size=0)
+    with pytest.raises(ValueError, match="unknown backend"):
+        wsprox.unregister_backend("bad")
+
+
+def test_unavailable_backend_says_why():
+    wsprox.register_backend(
+        "missing",
+        lambda *a: None,
+        description="needs a package",
+        availability=lambda: (False, "pip install something"),
+    )
+    try:
+        info = wsprox.backends()["missing"]
+        assert not info.available and info.reason == "pip install something"
+        with pytest.raises(ValueError, match=r"backend 'missing' is not available here: pip install something"):
+            wsprox.prox(np.ones(3), 1.0, backend="missing")
+    finally:
+        wsprox.unregister_backend("missing")
+
+
+def test_broken_backend_result_is_caught():
+    wsprox.register_backend("broken", lambda w, lam, l1, rc: (w[:, :1], None), description="wrong shape")
+    try:
+        with pytest.raises(RuntimeError, match="backend 'broken' returned"):
+            wsprox.prox(np.ones(3), 1.0, backend="broken")
+    finally:
+        wsprox.unregister_backend("broken")
+
+
+def test_failing_availability_probe_is_reported():
+    def probe():
+        raise OSError("driver exploded")
+
+    wsprox.register_backend("flaky", lambda *a: None, description="x", availability=probe)
+    try:
+        info = wsprox.backends()["flaky"]
+        assert not info.available and "driver exploded" in info.reason
+    finally:
+        wsprox.unregister_backend("flaky")
+
+
+# --------------------------------------------------------------------------- penalty
+
+
+@pytest.mark.parametrize("d", [0, 1, 2, 3, 10, 101])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_penalty_matches_pairwise_sum(d, dtype):
+    w = (RNG.standard_normal(d) * 10).astype(dtype)
+    value = wsprox.penalty(w)
+    assert isinstance(value, float)
+    assert value == pytest.approx(brute_penalty(w), rel=1e-12, abs=1e-12)
+
+
+def test_penalty_axis():
+    w = RNG.standard_normal((3, 4, 5))
+    for axis in range(-3, 3):
+        values = wsprox.penalty(w, axis=axis)
+        moved = np.moveaxis(w, axis, -1)
+        assert values.shape == moved.shape[:-1] and values.dtype == np.float64
+        for idx in itertools.product(*(range(s) for s in moved.shape[:-1])):
+            assert values[idx] == pytest.approx(brute_penalty(moved[idx]), rel=1e-12)
+    assert wsprox.penalty(w) == pytest.approx(brute_penalty(w), rel=1e-12)
+
+
+def test_penalty_exact_on_integers_and_invariances():
+    w = RNG.integers(-1000, 1000, 500)
+    exact = sum(abs(int(a) - int(b)) for a, b in itertools.combinations(w.tolist(), 2)) / 499
+    assert wsprox.penalty(w) == pytest.approx(exact, rel=1e-15)
+    assert wsprox.penalty(w + 12345) == wsprox.penalty(w)
+    assert wsprox.penalty(RNG.permutation(w)) == wsprox.penalty(w)
+    assert wsprox.penalty(np.full(7, 3.0)) == 0.0
+    assert wsprox.penalty([[1.0]], axis=1).tolist() == [0.0]
+
+
+def test_prox_decreases_the_objective():
+    w = RNG.standard_normal(300)
+    lam = 0.8
+    x = wsprox.prox(w, lam)
+
+    def objective(u):
+        return 0.5 * np.sum((u - w) ** 2) + lam * wsprox.penalty(u)
+
+    best = objective(x)
+    for _ in range(20):
+        assert best <= objective(x + 1e-3 * RNG.standard_normal(300)) + 1e-12
+    assert best < objective(w)
