@@ -476,3 +476,53 @@ def test_prox_decreases_the_objective():
     for _ in range(20):
         assert best <= objective(x + 1e-3 * RNG.standard_normal(300)) + 1e-12
     assert best < objective(w)
+
+
+# --------------------------------------------------------------------------- memory layouts
+
+
+def strided_views():
+    base = np.random.default_rng(11).standard_normal((6, 8, 10))
+    return [
+        base.T,
+        base[:, ::-1],
+        base[::-1, :, ::2],
+        base.transpose(1, 0, 2)[::2],
+        np.asfortranarray(base),
+        base[:, 3],
+        base[..., ::-3].T,
+        base.swapaxes(0, 2)[::-1],
+    ]
+
+
+@pytest.mark.parametrize("k", range(8))
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_strided_views_match_copies_bitwise(k, axis):
+    view = strided_views()[k]
+    x, labels = wsprox.prox(view, 0.3, l1=0.01, axis=axis, return_clusters=True)
+    xc, lc = wsprox.prox(view.copy(), 0.3, l1=0.01, axis=axis, return_clusters=True)
+    np.testing.assert_array_equal(x, xc)
+    np.testing.assert_array_equal(labels, lc)
+    out = np.zeros_like(view)
+    wsprox.prox(view, 0.3, l1=0.01, axis=axis, out=out)
+    np.testing.assert_array_equal(out, xc)
+
+
+def test_transposed_input_is_not_copied(monkeypatch):
+    """axis=None takes a dense array in memory order: the backend sees a view of w."""
+    from wsprox import _registry
+
+    w = np.asfortranarray(np.random.default_rng(5).standard_normal((300, 200)))
+    seen = []
+    numba_backend = _registry.get_backend("numba")
+    original = numba_backend.solve
+
+    def spy(rows, lam, l1, return_clusters):
+        seen.append(np.shares_memory(rows, w))
+        return original(rows, lam, l1, return_clusters)
+
+    monkeypatch.setattr(numba_backend, "solve", spy)
+    x = wsprox.prox(w, 0.1)
+    assert seen == [True]
+    assert x.flags.f_contiguous  # the result keeps the input's layout
+    np.testing.assert_array_equal(x, wsprox.prox(np.ascontiguousarray(w), 0.1))

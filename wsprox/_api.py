@@ -155,14 +155,14 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     if return_clusters and (labels is None or x.dtype != compute_dtype):
         labels = labels_from_values(x)
 
-    result = _from_rows(x, moved_shape, ax, arr.shape)
+    result = _from_rows(x, moved_shape, ax, arr)
     if out is not None:
         np.copyto(out, result)
         result = out
     elif result is arr or np.shares_memory(result, arr):
         result = result.copy()
     if return_clusters:
-        return result, _from_rows(labels, moved_shape, ax, arr.shape)
+        return result, _from_rows(labels, moved_shape, ax, arr)
     return result
 
 
@@ -243,18 +243,34 @@ def _soft_threshold(a: np.ndarray, l1: float) -> np.ndarray:
 
 
 def _as_rows(arr: np.ndarray, axis: int | None) -> tuple[np.ndarray, tuple]:
-    """View (or copy) ``arr`` as a 2-D ``(n_problems, d)`` array; also return the moved shape."""
+    """View (or copy) ``arr`` as a 2-D ``(n_problems, d)`` array; also return the moved shape.
+
+    With ``axis=None`` the elements are taken in memory order (``ravel(order="K")``), so
+    a transposed or otherwise permuted dense array is used without a copy: the whole
+    array is one problem and the prox commutes with permutations.
+    """
     if axis is None:
-        return arr.reshape(1, arr.size), (1, arr.size)
+        return arr.ravel(order="K").reshape(1, arr.size), (1, arr.size)
     moved = np.moveaxis(arr, axis, -1)
     n = int(np.prod(moved.shape[:-1]))
     return moved.reshape(n, arr.shape[axis]), moved.shape
 
 
-def _from_rows(x: np.ndarray, moved_shape: tuple, axis: int | None, shape: tuple) -> np.ndarray:
-    """Inverse of :func:`_as_rows`: an array of ``shape``, C-contiguous."""
+def _from_rows(x: np.ndarray, moved_shape: tuple, axis: int | None, like: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_as_rows`: an array shaped like ``like``.
+
+    With ``axis=None`` the result has ``like``'s memory layout, filled in memory order
+    (the order :func:`_as_rows` read it in); otherwise it is C-contiguous.
+    """
     if axis is None:
-        return x.reshape(shape)
+        if like.flags.c_contiguous:
+            return x.reshape(like.shape)
+        result = np.empty_like(like, dtype=x.dtype)
+        flat = result.ravel(order="K")
+        if not np.shares_memory(flat, result):
+            raise AssertionError("internal error: ravel(order='K') of empty_like copied")
+        flat[...] = x.reshape(-1)
+        return result
     return np.ascontiguousarray(np.moveaxis(x.reshape(moved_shape), -1, axis))
 
 

@@ -83,10 +83,10 @@ def check_finite(arr: np.ndarray, name: str = "w") -> None:
     """Raise ValueError naming the count and first position of non-finite entries."""
     if arr.dtype.kind not in "fc" or arr.size == 0:
         return
-    finite = np.isfinite(arr)
-    if finite.all():
+    # min and max propagate NaN and expose infinities without a d-sized temporary
+    if np.isfinite(arr.min()) and np.isfinite(arr.max()):
         return
-    bad = np.logical_not(finite)
+    bad = np.logical_not(np.isfinite(arr))
     count = int(np.count_nonzero(bad))
     first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.ravel())), arr.shape))
     where = first if arr.ndim != 1 else first[0]
