@@ -194,3 +194,16 @@ def test_property_float32_within_an_ulp_of_float64(w, lam):
     ref = prox(w.astype(np.float64), float(lam))
     spacing = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
     assert np.all(np.abs(x - ref) <= spacing + 1e-12 * (np.abs(w).max() + lam))
+
+
+def test_float64_near_overflow_is_scaled_not_lost():
+    x = prox(np.array([1.7e308, -1.7e308]), 1e308)
+    np.testing.assert_allclose(x, [7e307, -7e307], rtol=1e-15)
+    for d in (10, 300):
+        w = np.where(np.arange(d) % 2 == 0, 1.7e308, -1.7e308) * (1 - 1e-3 * RNG.random(d))
+        x, labels = prox(w, 1e308, l1=1e306, return_clusters=True)
+        s = 2.0**-64  # the prox is positively homogeneous: compare with the scaled problem
+        ref, ref_labels = prox(w * s, 1e308 * s, l1=1e306 * s, return_clusters=True)
+        assert np.all(np.isfinite(x))
+        np.testing.assert_allclose(x, ref / s, rtol=1e-14)
+        np.testing.assert_array_equal(labels, ref_labels)

@@ -9,12 +9,15 @@ Main entry points: :func:`prox`, :func:`penalty`, :func:`backends`,
 
 from . import solvers as _builtin_solvers  # noqa: F401  (registers the built-in backends)
 from ._api import penalty, prox
+from ._certificate import Certificate, certify
 from ._registry import BackendInfo, backends, register_backend, unregister_backend
 from ._version import __version__
 
 __all__ = [
     "prox",
     "penalty",
+    "certify",
+    "Certificate",
     "backends",
     "register_backend",
     "unregister_backend",

@@ -45,23 +45,42 @@ def _sort_row_overload(row, keys, scratch, perm):
 
 
 @njit(cache=True)
-def pool_blocks(xs, lam, center, block_end, block_sum):
+def overflow_guard(xs, lam, l1):
+    """A power of two ``unit`` (1.0 unless values are huge) that keeps every product finite.
+
+    The pooling test multiplies sums of ``n`` values by counts up to ``d``: about
+    ``d**3 max(|x|, lam)``. Rows whose values or strengths come near the float64 limit
+    are solved in units of ``1/unit`` (exactly: the prox is positively homogeneous,
+    ``prox_{s lam R + s l1 |.|}(s w) = s prox_{lam R + l1 |.|}(w)``).
+    """
+    d = xs.shape[0]
+    largest = max(abs(np.float64(xs[0])), abs(np.float64(xs[d - 1])), lam, l1)
+    safe = 1e300 / (8.0 * np.float64(d) ** 3)
+    unit = 1.0
+    while largest * unit > safe:
+        unit *= 2.0**-32
+    return unit
+
+
+@njit(cache=True)
+def pool_blocks(xs, unit, lam, center, block_end, block_sum):
     """Pool adjacent violators over the sorted row ``xs``; return the number of blocks.
 
     Block ``j`` covers positions ``[block_end[j-1], block_end[j])`` and
-    ``block_sum[j]`` is the float64 sum of ``xs - center`` over it.
+    ``block_sum[j]`` is the float64 sum of ``unit * xs - center`` over it (``lam`` and
+    ``center`` are in the same units).
     """
     d = xs.shape[0]
-    scale = np.float64(d - 1) if d > 1 else np.float64(1.0)
+    span = np.float64(d - 1) if d > 1 else np.float64(1.0)
     top = -1
     for k in range(d):
-        s = np.float64(xs[k]) - center
+        s = np.float64(xs[k]) * unit - center
         n = np.float64(1.0)
         while top >= 0:
             start = block_end[top - 1] if top > 0 else 0
             n_left = np.float64(block_end[top] - start)
             s_left = block_sum[top]
-            if scale * (s * n_left - s_left * n) <= lam * n_left * n * (n_left + n):
+            if span * (s * n_left - s_left * n) <= lam * n_left * n * (n_left + n):
                 s += s_left
                 n += n_left
                 top -= 1
@@ -84,15 +103,15 @@ def soft_threshold(m, l1):
 
 
 @njit(cache=True)
-def expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
+def expand_blocks(perm, unit, lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
     """Write each block's value (and cluster id) to the original positions of its elements.
 
-    Block values are ``mean_x + lam (d - a - b) / (d - 1) + center``, made non-decreasing
-    (guarding against rounding), soft-thresholded by ``l1`` and cast to ``out.dtype``;
-    cluster ids count distinct cast values in increasing order.
+    Block values are ``mean + lam (d - a - b) / (d - 1) + center``, made non-decreasing
+    (guarding against rounding), soft-thresholded by ``l1``, divided by ``unit`` and cast
+    to ``out.dtype``; cluster ids count distinct cast values in increasing order.
     """
     d = perm.shape[0]
-    scale = np.float64(d - 1) if d > 1 else np.float64(1.0)
+    span = np.float64(d - 1) if d > 1 else np.float64(1.0)
     start = 0
     label = -1
     previous = -np.inf
@@ -100,11 +119,13 @@ def expand_blocks(perm, lam, l1, center, block_end, block_sum, n_blocks, out, la
     for j in range(n_blocks):
         end = block_end[j]
         n = end - start
-        m = block_sum[j] / n + lam * np.float64(d - start - end) / scale + center
+        m = block_sum[j] / n + lam * np.float64(d - start - end) / span + center
         if m < previous:
             m = previous
         previous = m
-        value = out.dtype.type(soft_threshold(m, l1)) if l1 > 0.0 else out.dtype.type(m)
+        if l1 > 0.0:
+            m = soft_threshold(m, l1)
+        value = out.dtype.type(m / unit)
         if j == 0 or value != previous_cast:
             label += 1
         previous_cast = value
@@ -127,10 +148,13 @@ def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_
     if d == 0:
         return
     xs, free = sort_row(row, keys[:d], scratch[:d], perm[:d])
-    center = np.float64(xs[d // 2])
+    unit = overflow_guard(xs, lam, l1)
+    center = np.float64(xs[d // 2]) * unit
     block_sum = free.view(np.float64)
-    n_blocks = pool_blocks(xs, lam, center, block_end, block_sum)
-    expand_blocks(perm[:d], lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels)
+    n_blocks = pool_blocks(xs, unit, lam * unit, center, block_end, block_sum)
+    expand_blocks(
+        perm[:d], unit, lam * unit, l1 * unit, center, block_end, block_sum, n_blocks, out, labels, want_labels
+    )
 
 
 @njit(cache=True)

@@ -1,0 +1,305 @@
+"""wsprox.certify: accepts correct proxes (of every backend and family), rejects wrong ones."""
+
+import numpy as np
+import pytest
+from reference import FAMILIES, family, prox_reference
+
+import wsprox
+from wsprox import Certificate, certify
+
+DTYPES = [np.float64, np.float32]
+
+
+def _prox_and_labels(w, lam):
+    return wsprox.prox(w, lam, backend="numba", return_clusters=True)
+
+
+# ---------------------------------------------------------------------------------------
+# accepts
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("d", [1, 2, 3, 17, 200, 4097])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_accepts_numba_prox_on_families(name, d, dtype):
+    w, lam = family(name, d, rng=d)
+    w = w.astype(dtype)
+    x = wsprox.prox(w, lam)
+    cert = certify(w, x, lam)
+    assert isinstance(cert, Certificate)
+    assert cert.ok and bool(cert)
+    assert 0.0 <= cert.max_violation <= 0.5
+    assert cert.ok_per_problem.shape == () and cert.ok_per_problem.dtype == np.bool_
+    assert bool(cert.ok_per_problem)
+    assert cert.violation_per_problem.shape == ()
+    assert float(cert.violation_per_problem) == cert.max_violation
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_accepts_random(seed, dtype):
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(2, 3000))
+    w = (rng.standard_normal(d) * rng.uniform(1e-3, 1e3) + rng.uniform(-10, 10)).astype(dtype)
+    lam = float(rng.uniform(1e-4, 10.0))
+    assert certify(w, wsprox.prox(w, lam), lam).ok
+
+
+@pytest.mark.parametrize("name", ["gaussian", "integer_exact", "zero_one", "sorted_no_pool", "huge_lam"])
+def test_accepts_float_reference(name):
+    w, lam = family(name, 300, rng=1)
+    x, _ = prox_reference(w, lam)
+    assert certify(w, x, lam).ok
+
+
+def test_exact_answers_have_tiny_violation():
+    w, lam = family("integer_exact", 64, rng=2)
+    x, _ = prox_reference(w, lam)
+    # block means of integers: the values are rounded, but sums of the block ends cancel to rounding
+    assert certify(w, x, lam).max_violation < 1e-3
+    assert certify(np.array([0, 1, 5]), np.array([1, 1, 4]), 1).max_violation == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batches_with_axis(dtype):
+    rng = np.random.default_rng(7)
+    w3 = rng.standard_normal((4, 3, 50)).astype(dtype)
+    for axis in [0, 1, 2, -1, -3]:
+        x = wsprox.prox(w3, 0.3, axis=axis)
+        cert = certify(w3, x, 0.3, axis=axis)
+        expected_shape = tuple(s for i, s in enumerate(w3.shape) if i != axis % 3)
+        assert cert.ok
+        assert cert.ok_per_problem.shape == expected_shape and cert.ok_per_problem.all()
+        assert cert.violation_per_problem.shape == expected_shape
+        # per-problem proxes are not the prox of the whole array
+        assert not certify(w3, x, 0.3).ok
+    # axis=None: the whole array is one problem
+    x = wsprox.prox(w3, 0.3)
+    cert = certify(w3, x, 0.3)
+    assert cert.ok and cert.ok_per_problem.shape == ()
+    assert not certify(w3, x, 0.3, axis=-1).ok
+
+
+def test_batch_reports_the_bad_problem():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((6, 40))
+    x = wsprox.prox(w, 0.5, axis=1)
+    x[4, 7] += 1e-3
+    cert = certify(w, x, 0.5, axis=1)
+    assert not cert.ok
+    np.testing.assert_array_equal(cert.ok_per_problem, [True, True, True, True, False, True])
+    assert cert.max_violation == cert.violation_per_problem[4] > 1
+    assert np.all(cert.violation_per_problem[[0, 1, 2, 3, 5]] <= 1)
+
+
+def test_tie_order_does_not_matter():
+    """Tied inputs have tied outputs, so any order among ties certifies the same way."""
+    rng = np.random.default_rng(9)
+    for name in ["zero_one", "integer_exact", "signed_zeros", "all_equal"]:
+        w, lam = family(name, 101, rng=3)
+        x = wsprox.prox(w, lam)
+        for _ in range(3):
+            p = rng.permutation(w.size)
+            cert = certify(w[p], x[p], lam)
+            assert cert.ok
+            assert cert.max_violation == pytest.approx(certify(w, x, lam).max_violation, rel=1e-6, abs=1e-12)
+    # untied outputs for tied inputs are rejected whatever the order
+    w = np.array([1.0, 1.0, 3.0, 1.0])
+    x = wsprox.prox(w, 0.5)
+    bad = x.copy()
+    bad[0] -= 0.01
+    bad[1] += 0.01
+    for p in [[0, 1, 2, 3], [1, 0, 2, 3], [3, 1, 0, 2], [2, 3, 1, 0]]:
+        assert not certify(w[p], bad[p], 0.5).ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_and_empty(dtype):
+    assert certify(np.array([2.5], dtype), np.array([2.5], dtype), 3.0).ok  # d = 1: the identity
+    assert not certify(np.array([2.5], dtype), np.array([2.0], dtype), 3.0).ok
+    cert = certify(np.zeros(0, dtype), np.zeros(0, dtype), 1.0)
+    assert cert.ok and cert.max_violation == 0.0
+    cert = certify(np.zeros((0, 5), dtype), np.zeros((0, 5), dtype), 1.0, axis=1)
+    assert cert.ok and cert.ok_per_problem.shape == (0,)
+    # lam = 0: only the identity passes
+    w = np.array([3.0, -1.0, 2.0], dtype)
+    assert certify(w, w, 0.0).ok
+    assert not certify(w, np.sort(w), 0.0).ok
+
+
+def test_integer_and_bool_inputs():
+    w = np.array([0, 1, 5, 5, 2])
+    x = wsprox.prox(w, 4.0)
+    assert certify(w, x, 4).ok
+    wb = np.array([True, False, True])
+    assert certify(wb, wsprox.prox(wb, 0.1), 0.1).ok
+
+
+@pytest.mark.parametrize("d", [10**4, pytest.param(10**6, marks=pytest.mark.slow)])
+def test_accepts_nearly_constant_z_around_zero(d):
+    """spike_ramp shifted to mean 0: z is nearly constant and x is ~0, so only the allowance for
+    the float64 rounding of z = w + v (not rtol * spread, not the rounding of x) makes room for
+    float64 solutions."""
+    w, lam = family("spike_ramp", d)
+    w = w - np.mean(w)
+    x = wsprox.prox(w, lam)
+    assert np.unique(x).size == 1
+    cert = certify(w, x, lam)
+    assert cert.ok and cert.max_violation <= 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gaussian", "zeros_ramp", "spike_ramp", "clustered_jitter"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_accepts_million(name, dtype):
+    w, lam = family(name, 10**6, rng=11)
+    w = w.astype(dtype)
+    x = wsprox.prox(w, lam)
+    cert = certify(w, x, lam)
+    assert cert.ok and cert.max_violation <= 0.5
+    # and still sees the top 1% of the values moved by a visible amount (a single float32 element
+    # is below the tolerance at this size: d float32 roundings of one cluster add up)
+    bad = x.copy()
+    top = np.argsort(w, kind="stable")[-(10**4) :]
+    bad[top] += dtype(1e-3 * (float(np.ptp(w)) + lam))
+    assert not certify(w, bad, lam).ok
+
+
+# ---------------------------------------------------------------------------------------
+# rejects
+# ---------------------------------------------------------------------------------------
+REJECT_FAMILIES = ["gaussian", "zeros_ramp", "clustered_jitter", "zero_one", "integer_exact", "float32_overflow"]
+
+
+def _scale(w, lam):
+    w = np.asarray(w, np.float64)
+    return float(np.ptp(w)) + lam
+
+
+@pytest.mark.parametrize("name", REJECT_FAMILIES + ["sorted_no_pool", "reversed", "spike_ramp"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rejects_the_unregularized_weights(name, dtype):
+    w, lam = family(name, 200, rng=4)
+    w = w.astype(dtype)
+    cert = certify(w, w, lam)
+    assert not cert.ok and cert.max_violation > 1
+
+
+@pytest.mark.parametrize("name", REJECT_FAMILIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rejects_a_moved_block(name, dtype):
+    w, lam = family(name, 200, rng=5)
+    w = w.astype(dtype)
+    x, labels = _prox_and_labels(w, lam)
+    for label in np.unique(labels)[:: max(1, labels.max() // 5)]:
+        for sign in (1, -1):
+            bad = x.astype(np.float64)
+            bad[labels == label] += sign * 1e-4 * _scale(w, lam)
+            if not np.all(np.isfinite(bad.astype(dtype))):  # float32_overflow: moved past the largest float32
+                continue
+            cert = certify(w, bad.astype(dtype), lam)
+            assert not cert.ok, (label, sign)
+            assert cert.max_violation > 1
+
+
+@pytest.mark.parametrize("name", REJECT_FAMILIES)
+def test_rejects_swapped_values(name):
+    w, lam = family(name, 200, rng=6)
+    x, labels = _prox_and_labels(w, lam)
+    if labels.max() == 0:  # one cluster: swapping changes nothing, so move one element instead
+        bad = x.copy()
+        bad[0] += 1e-3 * _scale(w, lam)
+    else:
+        i = int(np.argmin(x))
+        j = int(np.argmax(x))
+        bad = x.copy()
+        bad[i], bad[j] = x[j], x[i]
+    assert not certify(w, bad, lam).ok
+
+
+@pytest.mark.parametrize("name", ["gaussian", "zeros_ramp", "zero_one", "integer_exact"])
+def test_rejects_split_cluster_and_broken_order(name):
+    w, lam = family(name, 200, rng=7)
+    x, labels = _prox_and_labels(w, lam)
+    counts = np.bincount(labels)
+    big = int(np.argmax(counts))
+    assert counts[big] >= 2
+    members = np.flatnonzero(labels == big)
+    members = members[np.argsort(w[members], kind="stable")]
+    lo, hi = members[0], members[-1]
+    delta = 1e-4 * _scale(w, lam)
+    # split a cluster keeping its mean (the total sum stays right)
+    split = x.copy()
+    split[lo] -= delta
+    split[hi] += delta
+    assert not certify(w, split, lam).ok
+    # break monotonicity inside the cluster the other way round
+    broken = x.copy()
+    broken[lo] += delta
+    broken[hi] -= delta
+    assert not certify(w, broken, lam).ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rejects_shift_wrong_lam_and_mean(dtype):
+    w, lam = family("gaussian", 300, rng=8)
+    w = w.astype(dtype)
+    x = wsprox.prox(w, lam)
+    scale = _scale(w, lam)
+    assert not certify(w, (x + dtype(1e-4 * scale)).astype(dtype), lam).ok
+    assert not certify(w, x, 1.5 * lam).ok
+    assert not certify(w, x, 0.5 * lam).ok
+    assert not certify(w, np.full_like(w, w.astype(np.float64).mean()), lam).ok
+
+
+def test_tolerance_is_relative():
+    w, lam = family("gaussian", 300, rng=9)
+    x = wsprox.prox(w, lam)
+    bad = x.copy()
+    bad[np.argmax(w)] += 1e-6
+    assert not certify(w, bad, lam).ok
+    assert certify(w, bad, lam, rtol=1e-3).ok
+    # a move far below the tolerance is accepted: the certificate is a float64 check
+    tiny = x.copy()
+    tiny[np.argmax(w)] += 1e-14
+    assert certify(w, tiny, lam).ok
+
+
+# ---------------------------------------------------------------------------------------
+# input validation
+# ---------------------------------------------------------------------------------------
+def test_validation_errors():
+    w = np.array([0.0, 1.0, 5.0])
+    x = np.array([1.0, 1.0, 4.0])
+    with pytest.raises(ValueError, match="x has shape"):
+        certify(w, x[:2], 1.0)
+    with pytest.raises(ValueError, match="x has shape"):
+        certify(w, x.reshape(3, 1), 1.0)
+    with pytest.raises(TypeError, match="^w has unsupported dtype"):
+        certify(w.astype(complex), x, 1.0)
+    with pytest.raises(TypeError, match="^x has unsupported dtype"):
+        certify(w, x.astype(complex), 1.0)
+    with pytest.raises(TypeError, match="^x has unsupported dtype"):
+        certify(w, np.array(["a", "b", "c"]), 1.0)
+    with pytest.raises(ValueError, match="^w must be finite"):
+        certify(np.array([0.0, np.nan, 1.0]), x, 1.0)
+    with pytest.raises(ValueError, match="^x must be finite: 1 non-finite value .* index 2"):
+        certify(w, np.array([1.0, 1.0, np.inf]), 1.0)
+    with pytest.raises(ValueError, match="^lam must be >= 0"):
+        certify(w, x, -1.0)
+    with pytest.raises(ValueError, match="^lam must be finite"):
+        certify(w, x, np.inf)
+    with pytest.raises(TypeError, match="^lam must be a real scalar"):
+        certify(w, x, "1.0")
+    with pytest.raises(ValueError, match="^rtol must be >= 0"):
+        certify(w, x, 1.0, rtol=-1e-9)
+    with pytest.raises(TypeError, match="^rtol must be a real scalar"):
+        certify(w, x, 1.0, rtol=None)
+    with pytest.raises(np.exceptions.AxisError):
+        certify(w, x, 1.0, axis=1)
+    with pytest.raises(TypeError, match="^axis must be an int"):
+        certify(w, x, 1.0, axis=0.0)
+    with pytest.raises(TypeError, match="^w must be array-like"):
+        certify([[1.0], [1.0, 2.0]], x, 1.0)
+    # certify(...) is keyword-only after lam
+    with pytest.raises(TypeError):
+        certify(w, x, 1.0, None)

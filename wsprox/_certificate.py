@@ -1,0 +1,202 @@
+"""An O(d) optimality certificate for a claimed prox that needs no reference solver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._api import _as_rows
+from ._validation import as_host_array, check_finite, check_strength, is_device_array, normalize_axis, resolve_dtypes
+
+__all__ = ["Certificate", "certify"]
+
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+@dataclass(frozen=True, eq=False)
+class Certificate:
+    """Result of :func:`certify`. True in a boolean context exactly when ``ok`` is.
+
+    Attributes
+    ----------
+    ok : bool
+        Every problem passed: ``max_violation <= 1``.
+    max_violation : float
+        The largest violation over all conditions and problems, in units of each
+        problem's tolerance (0 for an exact solution; above 1 means rejected).
+    ok_per_problem : numpy.ndarray of bool
+        One entry per problem: shape ``()`` for ``axis=None``, else ``w``'s shape with
+        ``axis`` removed.
+    violation_per_problem : numpy.ndarray of float64
+        The largest violation of each problem (same shape as ``ok_per_problem``).
+    """
+
+    ok: bool
+    max_violation: float
+    ok_per_problem: np.ndarray
+    violation_per_problem: np.ndarray
+
+    def __bool__(self) -> bool:
+        return bool(self.ok)
+
+
+def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
+    r"""Check that ``x`` is the prox of ``w`` (with ``l1 = 0``) without solving anything.
+
+    Verifies the optimality conditions of the isotonic-regression form of the prox in
+    :math:`O(d \log d)` (one sort) and :math:`O(d)` memory per problem, in float64.
+
+    Parameters
+    ----------
+    w : array_like
+        The weights given to :func:`wsprox.prox` (same dtype rules: real floating,
+        integer or bool; finite).
+    x : array_like
+        The claimed prox, of ``w``'s shape (any real dtype; its rounding is allowed for,
+        see Notes).
+    lam : float
+        The strength :math:`\lambda \ge 0` used.
+    axis : int or None, optional
+        As in :func:`wsprox.prox`: None (default) for one problem made of the whole
+        array, an int for one problem per 1-D slice along that axis.
+    rtol : float, optional
+        Relative tolerance (default ``1e-9``), see Notes. Must be at least a few times
+        ``d * 2**-53`` for float64 rounding to pass.
+
+    Returns
+    -------
+    Certificate
+        ``ok``, ``max_violation`` and the per-problem results.
+
+    Raises
+    ------
+    TypeError
+        Unsupported dtype of ``w`` or ``x``, device arrays, non-real ``lam``/``rtol``,
+        non-integer ``axis``.
+    ValueError
+        ``x`` not of ``w``'s shape, non-finite values, negative or non-finite
+        ``lam``/``rtol``. ``numpy.exceptions.AxisError`` for an out-of-bounds axis.
+
+    See Also
+    --------
+    wsprox.prox : computes the prox that this function checks.
+
+    Notes
+    -----
+    Sort ``w`` ascending (stably; ``x`` follows the same permutation) into
+    :math:`w_{(0)} \le \dots \le w_{(d-1)}` and let :math:`z_k = w_{(k)} + v_k` with
+    :math:`v_k = \lambda (d - 1 - 2k)/(d - 1)`. The prox is the isotonic regression of
+    :math:`z` mapped back, and :math:`x` (in sorted order) is that isotonic regression
+    if and only if, with :math:`S_t = \sum_{k \le t} (z_k - x_k)`,
+
+    1. :math:`x_0 \le x_1 \le \dots \le x_{d-1}` (primal feasibility),
+    2. :math:`S_t \ge 0` for all :math:`t` (dual feasibility),
+    3. :math:`S_t = 0` wherever :math:`x_t < x_{t+1}` (complementary slackness),
+    4. :math:`S_{d-1} = 0`.
+
+    These are the KKT conditions of :math:`\min_{x_0 \le \dots \le x_{d-1}} \frac12
+    \|x - z\|^2`: conditions 2 and 4 say that :math:`z - x` lies in the polar cone of
+    the monotone cone, and by Abel summation :math:`\langle z - x, x\rangle =
+    \sum_t S_t (x_t - x_{t+1}) + S_{d-1} x_{d-1}`, which vanishes by 3 and 4. Tied
+    weights must get tied outputs, so the order chosen among ties does not matter.
+
+    Each condition is checked to within the tolerance
+
+    .. math::
+
+        \tau = \mathrm{rtol} \sum_k |z_k - \operatorname{median}(z)|
+        + 2 \varepsilon_x \sum_k |x_k|
+        + 2 \varepsilon_{64} \sum_k \left(|w_{(k)} - c| + |v_k|\right) + d \cdot 10^{-300},
+
+    where :math:`c` is the median of ``w``, :math:`\varepsilon_x` the machine epsilon of
+    ``x``'s dtype (0 for integer dtypes) and :math:`\varepsilon_{64} = 2^{-52}`. The
+    first term is the requested relative accuracy. The rounding terms allow each
+    :math:`x_k` to be off by its own rounding (so float32 results of float32 inputs,
+    the float64 prox rounded to float32, pass) and by the float64 rounding of forming
+    :math:`z_k`, which matters when :math:`z` is nearly constant (for example when a
+    single cluster absorbs a ramp whose steps barely exceed :math:`2\lambda/(d-1)`)
+    and the first term alone would be below what any float64 computation can reach.
+    Conditions 2-4 compare :math:`|S_t|` (or :math:`-S_t`) with :math:`\tau`; condition 1
+    compares each decrease :math:`x_t - x_{t+1}` with :math:`\tau/d`. A violation is
+    reported in units of its tolerance, and a problem passes when none exceeds 1. All
+    sums are float64 after subtracting the median of ``w`` (the prox is
+    shift-equivariant), so rounding in the certificate itself stays near
+    :math:`d \cdot 2^{-53} \sum_k |z_k - x_k|`.
+
+    Because condition 3 applies at every strict increase, the clusters of ``x`` must be
+    exactly tied (as every wsprox backend returns them): a solution whose tied values
+    differ by rounding noise is rejected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import wsprox
+    >>> w = np.array([0.0, 1.0, 5.0])
+    >>> bool(wsprox.certify(w, wsprox.prox(w, 1.0), 1.0))
+    True
+    >>> wsprox.certify(w, np.array([1.0, 1.0, 4.5]), 1.0).ok
+    False
+    """
+    lam = check_strength(lam, "lam")
+    rtol = check_strength(rtol, "rtol")
+    if is_device_array(w) or is_device_array(x):
+        raise TypeError("certify takes host (numpy) arrays; copy device arrays to the host first")
+    w_arr = as_host_array(w, "w")
+    x_arr = as_host_array(x, "x")
+    resolve_dtypes(w_arr.dtype, "w")
+    resolve_dtypes(x_arr.dtype, "x")
+    if x_arr.shape != w_arr.shape:
+        raise ValueError(f"x has shape {x_arr.shape}, expected w's shape {w_arr.shape}")
+    ax = normalize_axis(axis, w_arr.ndim)
+    check_finite(w_arr, "w")
+    check_finite(x_arr, "x")
+
+    w_rows, moved_shape = _as_rows(w_arr, ax)
+    x_rows, _ = _as_rows(x_arr, ax)
+    batch_shape = () if ax is None else tuple(moved_shape[:-1])
+    eps_x = float(np.finfo(x_arr.dtype).eps) if x_arr.dtype.kind == "f" else 0.0
+    violation = _violations(w_rows, x_rows, lam, rtol, eps_x)
+
+    ok_rows = violation <= 1.0
+    max_violation = float(violation.max()) if violation.size else 0.0
+    return Certificate(
+        ok=bool(ok_rows.all()),
+        max_violation=max_violation,
+        ok_per_problem=ok_rows.reshape(batch_shape),
+        violation_per_problem=violation.reshape(batch_shape),
+    )
+
+
+def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float, eps_x: float) -> np.ndarray:
+    """Largest violation (in units of the tolerance) of each row; rows are problems."""
+    n, d = w_rows.shape
+    if n == 0 or d == 0:
+        return np.zeros(n)
+    order = np.argsort(w_rows, axis=1, kind="stable")
+    ws = np.take_along_axis(w_rows, order, axis=1).astype(np.float64)
+    xs = np.take_along_axis(x_rows, order, axis=1).astype(np.float64)
+    center = ws[:, d // 2 : d // 2 + 1].copy()
+    if d > 1:
+        velocity = lam * (d - 1 - 2 * np.arange(d, dtype=np.float64)) / (d - 1)
+    else:
+        velocity = np.zeros(1)
+    z = (ws - center) + velocity
+    spread = np.abs(z - np.median(z, axis=1, keepdims=True)).sum(axis=1)
+    rounding = 2.0 * eps_x * np.abs(xs).sum(axis=1)
+    rounding += 2.0 * _EPS64 * (np.abs(ws - center).sum(axis=1) + np.abs(velocity).sum())
+    tol = rtol * spread + rounding + d * 1e-300
+    tol = tol[:, None]
+
+    xc = xs - center
+    partial = np.cumsum(z - xc, axis=1)
+    with np.errstate(over="ignore"):
+        worst = np.maximum(-partial, 0.0) / tol  # condition 2
+        worst[:, -1] = np.abs(partial[:, -1]) / tol[:, 0]  # condition 4
+        step = xs[:, 1:] - xs[:, :-1]
+        complementary = np.where(step > 0, np.abs(partial[:, :-1]), 0.0) / tol  # condition 3
+        decrease = np.maximum(-step, 0.0) * d / tol  # condition 1
+    result = worst.max(axis=1)
+    if d > 1:
+        result = np.maximum(result, np.maximum(complementary.max(axis=1), decrease.max(axis=1)))
+    return result
