@@ -1,0 +1,344 @@
+"""wsprox.torch: the tensor adapter, autograd, penalty, the training hooks.
+
+Runs in the tox env ``torch`` (which sets WSPROX_REQUIRE_TORCH=1 so that a missing torch
+fails instead of skipping). CUDA tensor tests are marked ``gpu``.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("WSPROX_REQUIRE_TORCH") == "1":
+    import torch
+else:
+    torch = pytest.importorskip("torch", reason="torch is not installed (the tox env 'torch' runs these tests)")
+
+import wsprox
+import wsprox.torch as wt
+
+RNG = np.random.default_rng(4)
+
+
+def randn(*shape, dtype=torch.float64, requires_grad=False):
+    t = torch.from_numpy(RNG.standard_normal(shape)).to(dtype)
+    return t.requires_grad_(requires_grad)
+
+
+# --------------------------------------------------------------------------- adapter vs numpy
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dim", [None, 0, 1, -1])
+def test_matches_numpy_backend(dtype, dim):
+    t = randn(20, 30, dtype=dtype)
+    x, labels = wt.prox(t, 0.4, l1=0.05, dim=dim, return_clusters=True)
+    xn, ln = wsprox.prox(t.numpy(), 0.4, l1=0.05, axis=dim, return_clusters=True)
+    assert x.dtype == dtype and x.device == t.device and labels.dtype == torch.int64
+    np.testing.assert_array_equal(x.numpy(), xn)
+    np.testing.assert_array_equal(labels.numpy(), ln)
+
+
+def test_non_contiguous_input():
+    base = randn(30, 40, dtype=torch.float32)
+    for t in (base.t(), base[:, ::3], base.flip(0)[:, 5:]):
+        for dim in (None, 0, 1):
+            x = wt.prox(t, 0.3, dim=dim)
+            np.testing.assert_array_equal(x.numpy(), wsprox.prox(t.contiguous().numpy(), 0.3, axis=dim))
+
+
+def test_zero_dim_and_empty():
+    x = wt.prox(torch.tensor(2.5), 1.0, l1=1.0)
+    assert x.shape == () and float(x) == 1.5
+    for shape in [(0,), (3, 0), (0, 4)]:
+        for dim in (None, 0, 1) if len(shape) == 2 else (None, 0):
+            x, labels = wt.prox(torch.empty(shape), 1.0, dim=dim, return_clusters=True)
+            assert x.shape == shape and labels.shape == shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precisions_keep_dtype(dtype):
+    t = randn(100, dtype=dtype)
+    x = wt.prox(t, 0.5)
+    assert x.dtype == dtype
+    ref = wsprox.prox(t.float().numpy(), 0.5)
+    np.testing.assert_allclose(x.float().numpy(), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_integer_tensor_gives_float64():
+    x = wt.prox(torch.tensor([0, 1, 5]), 2.0)
+    assert x.dtype == torch.float64
+    assert x.tolist() == [1.5, 1.5, 3.0]
+
+
+def test_requires_grad_leaf_is_untouched():
+    t = randn(50, requires_grad=True)
+    before = t.detach().clone()
+    x = wt.prox(t, 0.5)
+    assert x.requires_grad and x.grad_fn is not None
+    assert torch.equal(t.detach(), before)
+    with torch.no_grad():
+        assert not wt.prox(t, 0.5).requires_grad
+
+
+def test_cpu_zero_copy(monkeypatch):
+    """The backend reads the tensor's own memory and the result wraps the backend's output."""
+    from wsprox import _registry
+
+    t = randn(400, 300, dtype=torch.float32).t()  # non-contiguous, dense
+    numba_backend = _registry.get_backend("numba")
+    original = numba_backend.solve
+    seen = {}
+
+    def spy(rows, lam, l1, return_clusters):
+        seen["input_shared"] = np.shares_memory(rows, t.numpy())
+        out, labels = original(rows, lam, l1, return_clusters)
+        seen["output"] = out
+        return out, labels
+
+    monkeypatch.setattr(numba_backend, "solve", spy)
+    x = wt.prox(t, 0.1)
+    assert seen["input_shared"]
+    assert np.shares_memory(x.numpy(), seen["output"])
+
+
+# --------------------------------------------------------------------------- autograd
+
+
+@pytest.mark.parametrize("dim", [None, 1])
+@pytest.mark.parametrize("l1", [0.0, 0.2])
+def test_gradcheck(dim, l1):
+    t = randn(4, 9, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: wt.prox(a, 0.6, l1=l1, dim=dim), (t,), eps=1e-7, atol=1e-6)
+
+
+def test_vjp_against_finite_differences():
+    t = randn(40, requires_grad=True)
+    g = randn(40)
+    x = wt.prox(t, 1.0, l1=0.1)
+    (grad,) = torch.autograd.grad(x, t, g)
+    eps = 1e-7
+    jac = np.empty((40, 40))
+    for j in range(40):
+        e = torch.zeros(40, dtype=torch.float64)
+        e[j] = eps
+        jac[:, j] = ((wt.prox(t.detach() + e, 1.0, l1=0.1) - wt.prox(t.detach() - e, 1.0, l1=0.1)) / (2 * eps)).numpy()
+    np.testing.assert_allclose(grad.numpy(), jac.T @ g.numpy(), atol=1e-6)
+    _, labels = wt.prox(t.detach(), 1.0, l1=0.1, return_clusters=True)
+    assert len(torch.unique(labels)) < 40  # clusters exist: the averaging is really exercised
+
+
+def test_backward_averages_over_clusters():
+    t = torch.tensor([0.0, 0.1, 5.0, 5.05, 9.0], dtype=torch.float64, requires_grad=True)
+    x = wt.prox(t, 0.5)
+    g = torch.tensor([1.0, 3.0, 2.0, 6.0, 7.0], dtype=torch.float64)
+    x.backward(g)
+    assert t.grad.tolist() == [2.0, 2.0, 4.0, 4.0, 7.0]
+
+
+# --------------------------------------------------------------------------- penalty
+
+
+def test_penalty_value_and_gradient():
+    t = randn(6, 11, requires_grad=True)
+    value = wt.penalty(t)
+    assert value.shape == () and value.item() == pytest.approx(wsprox.penalty(t.detach().numpy()), rel=1e-12)
+    value.backward()
+    d = t.numel()
+    ranks = np.argsort(np.argsort(t.detach().numpy().ravel()))
+    np.testing.assert_allclose(t.grad.numpy().ravel(), (2 * ranks - d + 1) / (d - 1), atol=1e-12)
+    rows = wt.penalty(t.detach(), dim=0)
+    np.testing.assert_allclose(rows.numpy(), wsprox.penalty(t.detach().numpy(), axis=0), rtol=1e-12)
+    assert wt.penalty(torch.ones(1)).item() == 0.0
+
+
+def test_penalty_dtype_and_errors():
+    assert wt.penalty(randn(10, dtype=torch.float32)).dtype == torch.float32
+    with pytest.raises(TypeError, match="floating tensor"):
+        wt.penalty(torch.arange(4))
+    with pytest.raises(TypeError, match="t must be a torch.Tensor"):
+        wt.penalty(np.ones(3))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="t must be a torch.Tensor"):
+        wt.prox([1.0, 2.0], 1.0)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        wt.prox(torch.ones(3, dtype=torch.complex64), 1.0)
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        wt.prox(torch.ones(3), -1.0)
+    with pytest.raises(IndexError, match="dim 2 is out of range"):
+        wt.prox(torch.ones(3, 2), 1.0, dim=2)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        wt.prox(torch.ones(3, 2), 1.0, dim=1.0)
+    bad = torch.ones(3, 4)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"t must be finite: 1 non-finite value .* index \(1, 2\)"):
+        wt.prox(bad, 1.0)
+
+
+# --------------------------------------------------------------------------- training hooks
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).double()
+
+
+def train_step(model, opt):
+    torch.manual_seed(123)
+    x = torch.randn(32, 8, dtype=torch.float64)
+    y = torch.randint(0, 3, (32,))
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), lambda p: torch.optim.Adam(p)])
+def test_hook_applies_prox_of_plain_step(make_opt):
+    lam, l1 = 2.0, 0.01
+    plain, hooked = make_model(), make_model()
+    opt_plain, opt_hooked = make_opt(plain.parameters()), make_opt(hooked.parameters())
+    ws = wt.WeightSharing(opt_hooked, [("w0", hooked[0].weight)], lam, l1=l1)
+    for _ in range(3):
+        train_step(plain, opt_plain)
+        train_step(hooked, opt_hooked)
+        lr = opt_hooked.param_groups[0]["lr"]
+        # the hooked weight equals the prox of the plain step taken from the same point
+        expected = wt.prox(plain[0].weight.detach(), lr * lam, l1=lr * l1)
+        torch.testing.assert_close(hooked[0].weight.detach(), expected, rtol=0, atol=1e-12)
+        with torch.no_grad():
+            plain[0].weight.copy_(hooked[0].weight)
+        torch.testing.assert_close(hooked[2].weight, plain[2].weight)  # unlisted params are untouched
+    assert ws.steps == 3
+    m = ws.metrics()["w0"]
+    n_distinct = len(torch.unique(hooked[0].weight.detach()))
+    assert m["distinct_ratio"] == pytest.approx(n_distinct / hooked[0].weight.numel())
+    assert m["zero_ratio"] == pytest.approx(float((hooked[0].weight == 0).float().mean()))
+
+
+def test_hook_follows_lr_scheduler_and_groups():
+    model = make_model()
+    opt = torch.optim.SGD(
+        [{"params": [model[0].weight], "lr": 0.5}, {"params": [model[0].bias, model[2].weight, model[2].bias]}], lr=0.1
+    )
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)
+    ws = wt.WeightSharing(opt, [model[0].weight, model[2].weight], 1.0, dim=1)
+    for expected_lr in (0.5, 0.05):
+        before = {k: p.detach().clone() for k, p in (("a", model[0].weight), ("b", model[2].weight))}
+        torch.manual_seed(1)
+        x = torch.randn(16, 8, dtype=torch.float64)
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        grads = {"a": model[0].weight.grad.clone(), "b": model[2].weight.grad.clone()}
+        opt.step()
+        lr_a = opt.param_groups[0]["lr"]
+        lr_b = opt.param_groups[1]["lr"]
+        assert lr_a == pytest.approx(expected_lr)
+        exp_a = wt.prox(before["a"] - lr_a * grads["a"], lr_a * 1.0, dim=1)
+        exp_b = wt.prox(before["b"] - lr_b * grads["b"], lr_b * 1.0, dim=1)
+        torch.testing.assert_close(model[0].weight.detach(), exp_a, rtol=0, atol=1e-12)
+        torch.testing.assert_close(model[2].weight.detach(), exp_b, rtol=0, atol=1e-12)
+        sched.step()
+    assert set(ws.metrics()) == {"param0", "param1"}
+
+
+def test_remove_and_state_dict():
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ws = wt.WeightSharing(opt, [("w", model[0].weight)], 3.0, rho=0.25)
+    train_step(model, opt)
+    state = ws.state_dict()
+    assert state == {"lam": 3.0, "l1": 0.0, "dim": None, "rho": 0.25, "steps": 1}
+    ws.remove()
+    before = model[0].weight.detach().clone()
+    train_step(model, opt)
+    plain = before - 0.1 * model[0].weight.grad
+    torch.testing.assert_close(model[0].weight.detach(), plain)  # no prox any more
+    other = wt.WeightSharing(opt, [("w", model[0].weight)], 1.0)
+    other.load_state_dict(state)
+    assert other.state_dict() == state
+    with pytest.raises(KeyError, match="missing"):
+        other.load_state_dict({"lam": 1.0})
+    other.remove()
+
+
+def test_rho_damping_keeps_clusters_and_zeros():
+    p = torch.nn.Parameter(randn(200))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ws = wt.WeightSharing(opt, [p], 5.0, l1=0.3, rho=0.5)
+    start = p.detach().clone()
+    ws.apply()
+    x, labels = wt.prox(start, 5.0, l1=0.3, return_clusters=True)
+    mean = wt.cluster_mean(start, labels)
+    expected = torch.where(x == 0, x, 0.5 * x + 0.5 * mean)
+    torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-12)
+    for k in torch.unique(labels):
+        assert len(torch.unique(p.detach()[labels == k])) == 1
+    assert bool((p.detach()[x == 0] == 0).all())
+    with pytest.raises(ValueError, match=r"rho must be in \[0, 1\)"):
+        wt.WeightSharing(opt, [p], 1.0, rho=1.0)
+
+
+def test_hook_errors():
+    model = make_model()
+    opt = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="not optimized by this optimizer"):
+        wt.WeightSharing(opt, [model[2].weight], 1.0)
+    with pytest.raises(TypeError, match="optimizer must be"):
+        wt.WeightSharing(object(), [model[0].weight], 1.0)
+    with pytest.raises(TypeError, match="not a single tensor"):
+        wt.WeightSharing(opt, model[0].weight, 1.0)
+    with pytest.raises(ValueError, match="params is empty"):
+        wt.WeightSharing(opt, [], 1.0)
+    with pytest.raises(ValueError, match="lam must be"):
+        wt.WeightSharing(opt, [model[0].weight], -1.0)
+
+
+def test_tied_weights_retraining():
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ws = wt.WeightSharing(opt, [("w", model[0].weight)], 20.0)
+    train_step(model, opt)
+    clusters = ws.clusters()["w"]
+    ws.remove()
+    n_clusters = len(torch.unique(clusters))
+    assert n_clusters < model[0].weight.numel()
+    opt2 = torch.optim.Adam(model.parameters(), lr=0.01)
+    tie = wt.TiedWeights(opt2, [("w", model[0].weight, clusters)])
+    for _ in range(3):
+        train_step(model, opt2)
+        w = model[0].weight.detach()
+        for k in torch.unique(clusters):
+            assert len(torch.unique(w[clusters == k])) == 1
+    assert len(torch.unique(model[0].weight.detach())) <= n_clusters
+    tie.remove()
+    with pytest.raises(ValueError, match="labels of w must be an integer tensor"):
+        wt.TiedWeights(opt2, [("w", model[0].weight, clusters.double())])
+
+
+def test_sharing_metrics():
+    x = torch.tensor([[0.0, 0.0, 1.0, 1.0], [2.0, 3.0, 3.0, 0.0]])
+    _, labels = wt.prox(x, 0.0, dim=1, return_clusters=True)
+    m = wt.sharing_metrics(x, labels, dim=1)
+    assert m == {"distinct_ratio": 5 / 8, "zero_ratio": 3 / 8}
+
+
+# --------------------------------------------------------------------------- CUDA tensors
+
+
+@pytest.mark.gpu
+def test_cuda_tensor_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    t = randn(1000, 300, dtype=torch.float32)
+    x_gpu, labels_gpu = wt.prox(t.cuda(), 0.3, dim=1, return_clusters=True)
+    assert x_gpu.is_cuda and labels_gpu.is_cuda
+    x, labels = wt.prox(t, 0.3, dim=1, return_clusters=True)
+    torch.testing.assert_close(x_gpu.cpu(), x, rtol=0, atol=2e-6)
+    tg = t.cuda().double().requires_grad_(True)
+    wt.prox(tg, 0.3).sum().backward()
+    assert tg.grad.is_cuda

@@ -1,0 +1,489 @@
+"""wsprox for PyTorch: the prox on tensors with autograd, and hooks for training.
+
+- :func:`prox` / :func:`penalty`: :func:`wsprox.prox` and :func:`wsprox.penalty` for
+  tensors, differentiable.
+- :class:`WeightSharing`: after every ``optimizer.step()``, replaces parameters by their
+  prox with the step's learning rate (proximal gradient descent), as in the paper.
+- :class:`TiedWeights`: retraining with frozen weight-sharing groups (projection onto
+  the tying pattern after every step).
+- :func:`sharing_metrics`: the paper's distinct-weight and zero ratios.
+
+CPU tensors are handed to the numba backend as numpy views (no copy; non-contiguous
+tensors are fine) and the result wraps the backend's output array (no copy). CUDA tensors
+go to the ``cuda`` backend zero-copy, on the current stream. Tested with torch 2.13;
+needs torch >= 2.0 (``Optimizer.register_step_post_hook``). Importing :mod:`wsprox` never
+imports torch; importing :mod:`wsprox.torch` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from . import _api
+from ._validation import check_strength
+
+__all__ = ["prox", "penalty", "WeightSharing", "TiedWeights", "sharing_metrics", "cluster_mean"]
+
+_UNSUPPORTED = tuple(
+    getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz") if hasattr(torch, name)
+)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_tensor(t, name="t") -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.is_complex() or t.dtype in _UNSUPPORTED:
+        raise TypeError(f"{name} has unsupported dtype {t.dtype}; expected a real floating, integer or bool dtype")
+
+
+def _normalize_dim(dim, ndim) -> int | None:
+    if dim is None:
+        return None
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1) or ndim == 0:
+        raise IndexError(f"dim {dim} is out of range for a tensor of dimension {ndim}")
+    return int(dim) % ndim
+
+
+def _check_finite(t, name="t") -> None:
+    if t.is_floating_point() and t.numel():
+        low, high = torch.aminmax(t.detach())  # NaN propagates; no d-sized temporary
+        if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+            bad = ~torch.isfinite(t)
+            count = int(bad.sum())
+            first = tuple(int(i) for i in np.unravel_index(int(bad.reshape(-1).nonzero()[0, 0]), tuple(t.shape)))
+            where = first if t.dim() != 1 else first[0]
+            raise ValueError(
+                f"{name} must be finite: {count} non-finite value{'s' if count > 1 else ''} (NaN or inf), "
+                f"the first at index {where}"
+            )
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_labels: bool):
+    """Prox (and cluster ids if wanted, else None) of a validated tensor, on ``t``'s device.
+
+    CPU tensors are passed to :func:`wsprox.prox` as numpy views and the result wraps the
+    returned array; CUDA tensors are passed as they are (zero-copy, current stream). With
+    ``dim=None`` a dense but permuted tensor (e.g. a transposed weight) is handed over in
+    memory order, a permutation the whole-tensor prox commutes with, so no copy is made.
+    """
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"t is on device {t.device}; wsprox supports CPU and CUDA tensors")
+    src = t.detach()
+    if src.dtype == torch.bfloat16:  # numpy and the kernels have no bfloat16: compute in float32
+        src = src.float()
+    order = None
+    if dim is None and src.dim() > 1 and not src.is_contiguous():
+        order = sorted(range(src.dim()), key=lambda a: -src.stride(a))
+        if src.permute(order).is_contiguous():
+            src = src.permute(order)
+        else:
+            order = None
+    result = _api.prox(
+        src.numpy() if t.device.type == "cpu" else src, lam, l1=l1, axis=dim, backend=backend, return_clusters=want_labels
+    )
+    x, labels = result if want_labels else (result, None)
+    x = torch.as_tensor(x, device=t.device)
+    if labels is not None:
+        labels = torch.as_tensor(labels, device=t.device)
+    if order is not None:
+        inverse = [order.index(a) for a in range(len(order))]
+        x = x.permute(inverse)
+        labels = None if labels is None else labels.permute(inverse)
+    if t.dtype == torch.bfloat16:
+        x = x.to(torch.bfloat16)
+    return x, labels
+
+
+def _global_ids(labels: torch.Tensor, dim) -> tuple[torch.Tensor, int]:
+    """Cluster ids made unique across problems (flattened in ``labels``' moved layout) and their count."""
+    if dim is None:
+        flat = labels.reshape(-1)
+        return flat, (int(flat.max()) + 1 if flat.numel() else 0)
+    rows = labels.movedim(dim, -1).reshape(-1, labels.shape[dim])
+    if rows.numel() == 0:
+        return rows.reshape(-1), 0
+    counts = rows.max(dim=1).values + 1
+    offsets = torch.cumsum(counts, 0) - counts
+    return (rows + offsets[:, None]).reshape(-1), int(counts.sum())
+
+
+def _moved_flat(t: torch.Tensor, dim) -> torch.Tensor:
+    return t.reshape(-1) if dim is None else t.movedim(dim, -1).reshape(-1)
+
+
+def _unmove(flat: torch.Tensor, like: torch.Tensor, dim) -> torch.Tensor:
+    if dim is None:
+        return flat.reshape(like.shape)
+    moved_shape = like.movedim(dim, -1).shape
+    return flat.reshape(moved_shape).movedim(-1, dim)
+
+
+def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> torch.Tensor:
+    """Replace every entry by the mean of its cluster (sums accumulated in float64).
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        Any real tensor.
+    labels : torch.Tensor
+        Integer cluster ids of ``values``' shape, numbered per problem as returned by
+        :func:`prox` with ``return_clusters=True``.
+    dim : int or None
+        The problem layout used for ``labels``: None for one problem over the whole
+        tensor, an int for independent slices along that dimension.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``values``.
+    """
+    if labels.shape != values.shape:
+        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {tuple(values.shape)}")
+    ids, n_clusters = _global_ids(labels.to(values.device), dim)
+    flat = _moved_flat(values, dim).to(torch.float64)
+    sums = torch.zeros(n_clusters, dtype=torch.float64, device=values.device).index_add_(0, ids, flat)
+    counts = torch.bincount(ids, minlength=n_clusters).to(torch.float64)
+    return _unmove((sums / counts.clamp_min(1))[ids].to(values.dtype), values, dim)
+
+
+class _Prox(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t, lam, l1, dim, backend):
+        x, labels = _forward(t, lam, l1, dim, backend, True)
+        ctx.dim = dim
+        ctx.l1 = l1
+        ctx.save_for_backward(x, labels)
+        ctx.mark_non_differentiable(labels)
+        return x, labels
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_x, grad_labels):
+        x, labels = ctx.saved_tensors
+        grad = cluster_mean(grad_x, labels, dim=ctx.dim)
+        if ctx.l1 > 0:
+            grad = grad * (x != 0)  # clusters thresholded to zero do not move with the input
+        return grad, None, None, None, None
+
+
+def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
+    r"""The prox of the weight-sharing regularizer for tensors, differentiable in ``t``.
+
+    Same semantics as :func:`wsprox.prox`, with ``dim`` in the role of ``axis``.
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        CPU or CUDA tensor. float16/float32/float64 keep their dtype (bfloat16 is
+        computed in float32); integer and bool tensors give float64. Must be finite.
+    lam, l1 : float
+        Strengths ``>= 0`` of the weight-sharing and L1 terms.
+    dim : int or None
+        None: the whole tensor is one problem. An int: independent problems along ``dim``.
+    backend : str
+        ``"auto"`` (numba for CPU tensors, cuda for CUDA tensors) or a registered name.
+    return_clusters : bool
+        Also return the int64 cluster ids (groups of equal output value, ``0..K-1`` in
+        increasing order of value per problem).
+
+    Returns
+    -------
+    x : torch.Tensor
+        The prox, on ``t``'s device. Requires grad if ``t`` does.
+    labels : torch.Tensor
+        Only with ``return_clusters=True``.
+
+    Notes
+    -----
+    The prox is piecewise linear: inside a cluster :math:`B` every output is the mean of
+    :math:`w_j + v_{\text{rank}(j)}` over :math:`B`, so :math:`\partial x_i / \partial
+    w_j = 1/|B|` for :math:`i, j \in B` and 0 otherwise. The vector-Jacobian product
+    therefore averages the incoming gradient over each cluster (the clusters of the
+    forward pass, saved with it), and gives zero to clusters that the L1 term set to 0.
+    At the (measure-zero) inputs where a cluster is about to split or merge this is one
+    element of the Clarke generalized Jacobian. Once differentiable.
+
+    Examples
+    --------
+    >>> import torch, wsprox.torch as wt
+    >>> t = torch.tensor([0.0, 1.0, 5.0], requires_grad=True)
+    >>> x = wt.prox(t, 2.0)
+    >>> x
+    tensor([1.5000, 1.5000, 3.0000], grad_fn=<_ProxBackward>)
+    >>> x.sum().backward(); t.grad
+    tensor([1., 1., 1.])
+    """
+    _check_tensor(t)
+    lam = check_strength(lam, "lam")
+    l1 = check_strength(l1, "l1")
+    dim = _normalize_dim(dim, t.dim())
+    if not isinstance(return_clusters, bool):
+        raise TypeError(f"return_clusters must be a bool, got {type(return_clusters).__name__}")
+    _check_finite(t)
+    if t.requires_grad and t.is_floating_point() and torch.is_grad_enabled():
+        x, labels = _Prox.apply(t, lam, l1, dim, backend)
+    else:
+        x, labels = _forward(t, lam, l1, dim, backend, return_clusters)
+    return (x, labels) if return_clusters else x
+
+
+def penalty(t, *, dim=None):
+    r"""The weight-sharing regularizer :math:`R` of a tensor, differentiable (sort based).
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        Real floating tensor (CPU or CUDA).
+    dim : int or None
+        None: R of the whole tensor (a 0-d tensor). An int: R of every slice along
+        ``dim`` (that dimension removed).
+
+    Returns
+    -------
+    torch.Tensor
+        In ``t``'s dtype, computed in float64.
+
+    Notes
+    -----
+    :math:`R(w) = \frac{1}{d-1}\sum_k (2k - d + 1)\, x_k` with :math:`x` sorted ascending:
+    :math:`O(d \log d)`. Its gradient is the subgradient :math:`(2\,\text{rank}(w_i) - d +
+    1)/(d - 1)` (ties get the ranks the sort gives them). 0 for ``d <= 1``.
+    """
+    _check_tensor(t)
+    if not t.is_floating_point():
+        raise TypeError(f"t must be a floating tensor for penalty, got {t.dtype}")
+    dim = _normalize_dim(dim, t.dim())
+    _check_finite(t)
+    rows = t.reshape(1, -1) if dim is None else t.movedim(dim, -1)
+    d = rows.shape[-1]
+    if d <= 1:
+        value = (rows * 0).sum(-1)
+    else:
+        xs = torch.sort(rows.to(torch.float64), dim=-1).values
+        xs = xs - xs[..., d // 2 : d // 2 + 1].detach()  # the coefficients sum to 0: only accuracy changes
+        coef = (2 * torch.arange(d, device=t.device, dtype=torch.float64) - (d - 1)) / (d - 1)
+        value = (xs * coef).sum(-1)
+    value = value.to(t.dtype)
+    return value.reshape(()) if dim is None else value
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def sharing_metrics(x: torch.Tensor, labels: torch.Tensor, *, dim=None) -> dict[str, float]:
+    """The paper's metrics of a regularized tensor, from its cluster ids.
+
+    Returns
+    -------
+    dict
+        ``distinct_ratio``: number of distinct values (summed over problems) / numel;
+        ``zero_ratio``: fraction of exact zeros.
+    """
+    n = x.numel()
+    if n == 0:
+        return {"distinct_ratio": 0.0, "zero_ratio": 0.0}
+    _, n_clusters = _global_ids(labels, dim)
+    return {"distinct_ratio": n_clusters / n, "zero_ratio": float((x == 0).sum()) / n}
+
+
+# --------------------------------------------------------------------------- training hooks
+
+
+def _named_params(params) -> list[tuple[str, torch.Tensor]]:
+    if isinstance(params, torch.Tensor):
+        raise TypeError("params must be an iterable of tensors or of (name, tensor) pairs, not a single tensor")
+    named = []
+    for k, item in enumerate(params):
+        if isinstance(item, torch.Tensor):
+            named.append((f"param{k}", item))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], torch.Tensor):
+            named.append((str(item[0]), item[1]))
+        else:
+            raise TypeError(f"params[{k}] must be a tensor or a (name, tensor) pair, got {type(item).__name__}")
+    if not named:
+        raise ValueError("params is empty")
+    names = [n for n, _ in named]
+    if len(set(names)) != len(names):
+        raise ValueError("params has duplicate names")
+    return named
+
+
+def _group_of(optimizer, p) -> dict:
+    for group in optimizer.param_groups:
+        if any(q is p for q in group["params"]):
+            return group
+    raise ValueError("a parameter in params is not optimized by this optimizer")
+
+
+def _check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+
+
+class WeightSharing:
+    r"""Proximal steps of weight-sharing regularization after every ``optimizer.step()``.
+
+    After each step, every listed parameter :math:`p` is replaced by
+    :math:`\operatorname{prox}_{\eta\lambda R + \eta\mu\|\cdot\|_1}(p)`, with :math:`\eta`
+    the current learning rate of :math:`p`'s parameter group (so LR schedulers work).
+    This is proximal gradient descent on ``loss + lam * R + l1 * ||.||_1``.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        Any optimizer; the hook is registered with ``register_step_post_hook``.
+    params : iterable of torch.Tensor or of (str, torch.Tensor)
+        The regularized parameters (e.g. ``model.named_parameters()`` filtered), all
+        optimized by ``optimizer``.
+    lam : float
+        Strength of :math:`R`.
+    l1 : float, optional
+        Strength of the L1 term.
+    dim : int or None, optional
+        None (default, as in the paper): the whole tensor is one problem. An int:
+        independent problems along ``dim``.
+    rho : float, optional
+        Damping in ``[0, 1)`` from the paper's code, a reproduction aid: each cluster
+        moves only ``(1 - rho)`` of the way from its members' mean to its prox value
+        (clusters stay tied, zeros stay zero). Default 0 (the exact prox).
+    backend : str, optional
+        Passed to :func:`prox`.
+
+    Examples
+    --------
+    >>> import torch, wsprox.torch as wt
+    >>> model = torch.nn.Linear(4, 3)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> ws = wt.WeightSharing(opt, [("weight", model.weight)], lam=0.5)
+    >>> model(torch.ones(2, 4)).sum().backward(); opt.step()
+    >>> sorted(ws.metrics()["weight"])
+    ['distinct_ratio', 'zero_ratio']
+    >>> ws.remove()
+    """
+
+    def __init__(self, optimizer, params, lam, *, l1=0.0, dim=None, rho=0.0, backend="auto"):
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        self.params = _named_params(params)
+        for _, p in self.params:
+            _group_of(optimizer, p)
+            _normalize_dim(dim, p.dim())
+        self._configure(lam=lam, l1=l1, dim=dim, rho=rho)
+        self.backend = backend
+        self.steps = 0
+        self._clusters: dict[str, torch.Tensor] = {}
+        self._metrics: dict[str, dict[str, float]] = {}
+        self._handle = optimizer.register_step_post_hook(self._after_step)
+
+    def _configure(self, *, lam, l1, dim, rho):
+        self.lam = check_strength(lam, "lam")
+        self.l1 = check_strength(l1, "l1")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+            raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+        self.dim = dim
+        rho = check_strength(rho, "rho")
+        if rho >= 1:
+            raise ValueError(f"rho must be in [0, 1), got {rho}")
+        self.rho = rho
+
+    def _after_step(self, optimizer, args, kwargs):
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Apply one proximal step now (the hook calls this after every ``step()``)."""
+        for name, p in self.params:
+            lr = _group_of(self.optimizer, p)["lr"]
+            lr = float(lr)
+            dim = None if self.dim is None else self.dim % p.dim()
+            x, labels = prox(p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True)
+            if self.rho > 0:
+                mean = cluster_mean(p.detach(), labels, dim=dim)
+                x = torch.where(x == 0, x, x + self.rho * (mean - x))
+            p.copy_(x)
+            self._clusters[name] = labels
+            self._metrics[name] = sharing_metrics(x, labels, dim=dim)
+        self.steps += 1
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Per parameter name, the distinct-weight and zero ratios after the last step."""
+        return {name: dict(m) for name, m in self._metrics.items()}
+
+    def clusters(self) -> dict[str, torch.Tensor]:
+        """Per parameter name, the cluster ids after the last step (for :class:`TiedWeights`)."""
+        return dict(self._clusters)
+
+    def remove(self) -> None:
+        """Detach the hook from the optimizer."""
+        self._handle.remove()
+
+    def state_dict(self) -> dict:
+        """Settings and step count (parameters themselves live in the model's state)."""
+        return {"lam": self.lam, "l1": self.l1, "dim": self.dim, "rho": self.rho, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        missing = {"lam", "l1", "dim", "rho", "steps"} - set(state)
+        if missing:
+            raise KeyError(f"state_dict is missing {sorted(missing)}")
+        self._configure(lam=state["lam"], l1=state["l1"], dim=state["dim"], rho=state["rho"])
+        self.steps = int(state["steps"])
+
+
+class TiedWeights:
+    """Retrain with frozen weight-sharing groups: after every step, each cluster takes its mean.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The optimizer of the retraining.
+    params : iterable of (torch.Tensor, labels) or of (name, torch.Tensor, labels)
+        Parameters and their cluster ids (e.g. from :meth:`WeightSharing.clusters`).
+    dim : int or None, optional
+        The problem layout the labels were computed with.
+
+    Notes
+    -----
+    Projecting onto the tying pattern (every member of a cluster equal) is the Euclidean
+    projection onto a linear subspace, so this is projected gradient descent on the
+    tied model. The projection is also applied once at construction.
+    """
+
+    def __init__(self, optimizer, params, *, dim=None):
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        self.dim = dim
+        self.params = []
+        for k, item in enumerate(params):
+            if not isinstance(item, tuple) or len(item) not in (2, 3):
+                raise TypeError(f"params[{k}] must be (tensor, labels) or (name, tensor, labels)")
+            name, p, labels = item if len(item) == 3 else (f"param{k}", *item)
+            if not isinstance(p, torch.Tensor) or not isinstance(labels, torch.Tensor):
+                raise TypeError(f"params[{k}] must hold tensors")
+            if labels.shape != p.shape or labels.dtype.is_floating_point:
+                raise ValueError(f"labels of {name} must be an integer tensor of shape {tuple(p.shape)}")
+            _group_of(optimizer, p)
+            self.params.append((name, p, labels.to(p.device)))
+        self.apply()
+        self._handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Project every parameter onto its tying pattern now."""
+        for _, p, labels in self.params:
+            p.copy_(cluster_mean(p.detach(), labels, dim=None if self.dim is None else self.dim % p.dim()))
+
+    def remove(self) -> None:
+        """Detach the hook from the optimizer."""
+        self._handle.remove()
