@@ -119,9 +119,9 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     if not isinstance(return_clusters, (bool, np.bool_)):
         raise TypeError(f"return_clusters must be a bool, got {type(return_clusters).__name__}")
     if is_device_array(w):
-        raise TypeError(
-            "w is a device (CUDA) array; device arrays need the 'cuda' backend, which is not implemented yet"
-        )
+        from .solvers.cuda_backend import prox_device
+
+        return prox_device(w, lam, l1=l1, axis=axis, backend=backend, out=out, return_clusters=return_clusters)
     arr = as_host_array(w)
     compute_dtype, out_dtype = resolve_dtypes(arr.dtype)
     ax = normalize_axis(axis, arr.ndim)

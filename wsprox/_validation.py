@@ -33,8 +33,11 @@ def check_strength(value, name: str) -> float:
 
 
 def is_device_array(obj) -> bool:
-    """True for GPU arrays (objects exposing ``__cuda_array_interface__``), not numpy arrays."""
-    return not isinstance(obj, np.ndarray) and hasattr(obj, "__cuda_array_interface__")
+    """True for GPU arrays: objects exposing ``__cuda_array_interface__`` (not numpy arrays),
+    and the device arrays of numba's CUDA simulator (which lack that interface)."""
+    if isinstance(obj, np.ndarray):
+        return False
+    return hasattr(obj, "__cuda_array_interface__") or type(obj).__module__.startswith("numba.cuda.simulator")
 
 
 def as_host_array(w, name: str = "w") -> np.ndarray:

@@ -27,8 +27,24 @@ def _cvxpy_availability():
     return True, None
 
 
+def _cuda_solve(w, lam, l1, return_clusters):
+    from .cuda_backend import solve
+
+    return solve(w, lam, l1, return_clusters)
+
+
+def _cuda_imminent_solve(w, lam, l1, return_clusters):
+    from .cuda_imminent import solve
+
+    return solve(w, lam, l1, return_clusters)
+
+
 def _cuda_availability():
-    return False, "not implemented yet (tracked as the cuda backend issue); use backend='numba'"
+    if importlib.util.find_spec("numba") is None:
+        return False, "numba-cuda is not installed: pip install 'wsprox[cuda]'"
+    from .cuda_backend import availability
+
+    return availability()
 
 
 register_backend(
@@ -52,8 +68,17 @@ register_backend(
 )
 register_backend(
     "cuda",
-    None,
+    _cuda_solve,
     description="NVIDIA GPU: parallel collision algorithm, O(d) work, polylog depth (numba-cuda)",
+    availability=_cuda_availability,
+    array_kinds=("numpy", "cuda"),
+    dtypes=("float32", "float64"),
+    batched=True,
+)
+register_backend(
+    "cuda-imminent",
+    _cuda_imminent_solve,
+    description="NVIDIA GPU baseline: the paper's imminent collisions (data-dependent rounds, ~d/2 worst case)",
     availability=_cuda_availability,
     array_kinds=("numpy", "cuda"),
     dtypes=("float32", "float64"),

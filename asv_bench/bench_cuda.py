@@ -1,0 +1,232 @@
+"""GPU benchmark of the ``cuda`` backend against ``torch.sort`` (issue 3's performance table).
+
+Measures, with CUDA events after a warm-up, the median of repeated runs of:
+
+* ``torch.sort`` (values + indices) of a float32 vector and ``wsprox.prox(..., backend="cuda")``
+  end to end on the same torch tensor, and their ratio, at d = 1e6, 1e7, 1e8 on Gaussian
+  weights with lam = 1e-2 and lam = 1.0 and on the adversarial ramp;
+* latency for d <= 1e5;
+* batched 1000 x 1e4 (``axis=1``) against ``torch.sort(dim=-1)``;
+* peak device memory beyond input and output at the largest d (bytes per element);
+* ``cuda-imminent`` for comparison, each run under a timeout.
+
+Prints a table and writes JSON to the path given on the command line. ``--dry-run`` uses
+tiny sizes and works on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, no torch
+needed: it times with ``time.perf_counter`` then).
+
+Usage::
+
+    python asv_bench/bench_cuda.py results.json
+    NUMBA_ENABLE_CUDASIM=1 python asv_bench/bench_cuda.py --dry-run /tmp/out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+
+def _parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("output", help="where to write the JSON results")
+    p.add_argument("--dry-run", action="store_true", help="tiny sizes; runs on the CUDA simulator")
+    p.add_argument("--sizes", type=float, nargs="*", default=[1e6, 1e7, 1e8], help="large d values")
+    p.add_argument("--small-sizes", type=float, nargs="*", default=[1e3, 1e4, 1e5], help="latency d values")
+    p.add_argument("--repeat", type=int, default=20, help="timed runs per case (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs per case")
+    p.add_argument("--imminent-timeout", type=float, default=30.0, help="seconds allowed per cuda-imminent run")
+    p.add_argument("--batch", type=int, nargs=2, default=[1000, 10000], metavar=("N", "D"), help="batched shape")
+    return p
+
+
+class _Timer:
+    """CUDA-event timing with torch when available, else wall clock after a synchronize."""
+
+    def __init__(self):
+        try:
+            import torch
+
+            self.torch = torch if torch.cuda.is_available() else None
+        except ImportError:
+            self.torch = None
+
+    def time(self, fn, repeat, warmup, timeout=None):
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        times = []
+        start_all = time.perf_counter()
+        for _ in range(repeat):
+            if self.torch is not None:
+                a = self.torch.cuda.Event(enable_timing=True)
+                b = self.torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn()
+                b.record()
+                b.synchronize()
+                times.append(a.elapsed_time(b))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                self.sync()
+                times.append(1e3 * (time.perf_counter() - t0))
+            if timeout is not None and time.perf_counter() - start_all > timeout:
+                break
+        return statistics.median(times)
+
+    def sync(self):
+        if self.torch is not None:
+            self.torch.cuda.synchronize()
+        else:
+            from numba import cuda
+
+            cuda.synchronize()
+
+
+def _family(name, d, lam, np):
+    rng = np.random.default_rng(0)
+    if name == "gaussian":
+        return rng.standard_normal(d, dtype=np.float32)
+    half = d // 2
+    a = 2.25 * lam / d
+    return np.concatenate([np.zeros(d - half), a * np.arange(1, half + 1)]).astype(np.float32)
+
+
+def _to_device(w, timer):
+    if timer.torch is not None:
+        return timer.torch.from_numpy(w).cuda()
+    from numba import cuda
+
+    return cuda.to_device(w)
+
+
+def _sort_fn(x, timer, dim=-1):
+    if timer.torch is not None:
+        return lambda: timer.torch.sort(x, dim=dim)
+    return None
+
+
+def _run_imminent(x, lam, timeout, timer):
+    """One cuda-imminent run bounded by a round limit derived from the timeout; ms or None."""
+    import wsprox
+
+    t0 = time.perf_counter()
+    try:
+        wsprox.prox(x, lam, backend="cuda-imminent")
+        timer.sync()
+    except Exception as exc:  # noqa: BLE001 - report, do not abort the table
+        return None, repr(exc)
+    elapsed = time.perf_counter() - t0
+    if elapsed > timeout:
+        return None, f"timeout (> {timeout:.0f} s)"
+    return 1e3 * elapsed, None
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    import numpy as np
+
+    import wsprox
+
+    if args.dry_run:
+        from wsprox.solvers import cuda_backend, cuda_imminent
+
+        args.sizes = [64]
+        args.small_sizes = [16]
+        args.repeat = 2
+        args.warmup = 1
+        args.batch = [3, 16]
+        cuda_backend.TILE = 8
+        cuda_backend.THREADS_PER_BLOCK = 8
+        cuda_imminent.THREADS_PER_BLOCK = 8
+    timer = _Timer()
+    info = wsprox.backends()["cuda"]
+    if not info.available:
+        print(f"cuda backend unavailable: {info.reason}", file=sys.stderr)
+        return 2
+    device = "simulator"
+    if timer.torch is not None:
+        device = timer.torch.cuda.get_device_name()
+    rows = []
+    cases = [("gaussian", 1e-2), ("gaussian", 1.0), ("adversarial_ramp", 1.0)]
+    for d in [int(s) for s in args.small_sizes] + [int(s) for s in args.sizes]:
+        for fam, lam in cases:
+            w = _family(fam, d, lam, np)
+            x = _to_device(w, timer)
+            sort = _sort_fn(x, timer)
+            t_sort = timer.time(sort, args.repeat, args.warmup) if sort else None
+            t_prox = timer.time(lambda x=x, lam=lam: wsprox.prox(x, lam, backend="cuda"), args.repeat, args.warmup)
+            t_imm, note = (None, "skipped (d > 1e6)")
+            if d <= 10**6 or args.dry_run:
+                t_imm, note = _run_imminent(x, lam, args.imminent_timeout, timer)
+            peak = None
+            if timer.torch is not None and d == int(max(args.sizes)):
+                torch = timer.torch
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                y = wsprox.prox(x, lam, backend="cuda")
+                torch.cuda.synchronize()
+                peak = (torch.cuda.max_memory_allocated() - base - y.numel() * y.element_size()) / d
+                del y
+            rows.append(
+                dict(
+                    case=f"{fam} lam={lam:g}",
+                    d=d,
+                    sort_ms=t_sort,
+                    prox_ms=t_prox,
+                    ratio=(t_prox / t_sort) if t_sort else None,
+                    imminent_ms=t_imm,
+                    imminent_note=note,
+                    peak_extra_bytes_per_element=peak,
+                )
+            )
+    n, d = args.batch
+    wb = np.random.default_rng(1).standard_normal((n, d)).astype(np.float32)
+    xb = _to_device(wb, timer)
+    sort = _sort_fn(xb, timer)
+    t_sort = timer.time(sort, args.repeat, args.warmup) if sort else None
+    t_prox = timer.time(lambda: wsprox.prox(xb, 1e-2, axis=1, backend="cuda"), args.repeat, args.warmup)
+    rows.append(
+        dict(
+            case=f"batched {n}x{d} axis=1",
+            d=d,
+            sort_ms=t_sort,
+            prox_ms=t_prox,
+            ratio=(t_prox / t_sort) if t_sort else None,
+            imminent_ms=None,
+            imminent_note=None,
+            peak_extra_bytes_per_element=None,
+        )
+    )
+
+    def fmt(v, spec=".3f"):
+        return "-" if v is None else format(v, spec)
+
+    print(f"device: {device}")
+    print(f"{'case':<28} {'d':>10} {'sort ms':>10} {'prox ms':>10} {'ratio':>7} {'imminent ms':>12} {'B/elem':>7}")
+    for r in rows:
+        print(
+            f"{r['case']:<28} {r['d']:>10} {fmt(r['sort_ms']):>10} {fmt(r['prox_ms']):>10} {fmt(r['ratio'], '.2f'):>7} "
+            f"{fmt(r['imminent_ms'], '.1f') if r['imminent_ms'] is not None else (r['imminent_note'] or '-'):>12} "
+            f"{fmt(r['peak_extra_bytes_per_element'], '.1f'):>7}"
+        )
+    meta = dict(
+        device=device,
+        python=platform.python_version(),
+        numpy=np.__version__,
+        dry_run=args.dry_run,
+        repeat=args.repeat,
+        warmup=args.warmup,
+    )
+    with open(args.output, "w") as fh:
+        json.dump(dict(meta=meta, rows=rows), fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The numpy prototype of the cuda backend against an independent float64 PAVA reference.
+
+Also holds the inputs and the reference shared with ``test_cuda_sim.py`` (the hard families
+of design/math.md). Runs everywhere (no GPU, no simulator needed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsprox.solvers.cuda_prototype import prox_prototype, prox_rows
+
+
+def pava_reference(w, lam, l1=0.0):
+    """Plain float64 prox of one vector: sort, pool adjacent violators (ties pool), unsort, soft-threshold."""
+    w = np.asarray(w, np.float64)
+    d = w.size
+    if d == 0:
+        return w.copy()
+    order = np.argsort(w, kind="stable")
+    x = w[order]
+    v = lam * (d - 1 - 2 * np.arange(d)) / (d - 1) if d > 1 else np.zeros(1)
+    z = x + v
+    sums, counts = [], []
+    for value in z:
+        s, c = float(value), 1
+        while sums and sums[-1] * c >= s * counts[-1]:
+            s += sums.pop()
+            c += counts.pop()
+        sums.append(s)
+        counts.append(c)
+    xs = np.repeat([s / c for s, c in zip(sums, counts)], counts)
+    out = np.empty(d)
+    out[order] = xs
+    if l1 > 0:
+        out = np.sign(out) * np.maximum(np.abs(out) - l1, 0.0) + 0.0
+    return out
+
+
+def labels_of_values(x):
+    """Distinct values numbered 0..K-1 in increasing order."""
+    _, inv = np.unique(x, return_inverse=True)
+    return inv.reshape(x.shape).astype(np.int64)
+
+
+def make_family(name, d, lam, rng):
+    """The hard input families of design/math.md."""
+    half = d // 2
+    if name == "gaussian":
+        return rng.standard_normal(d)
+    if name == "adversarial_ramp":
+        a = 2.25 * lam / max(d, 1)
+        return np.concatenate([np.zeros(d - half), a * np.arange(1, half + 1)])
+    if name == "huge_lam":
+        return rng.standard_normal(d) * lam * 1e-3
+    if name == "clustered":
+        return rng.integers(0, 4, d) + 1e-9 * rng.standard_normal(d)
+    if name == "sorted":
+        return np.arange(d) * (4.0 * lam + 1.0)
+    if name == "reversed":
+        return -np.arange(d) * 1e-3 * lam
+    if name == "spike_ramp":
+        w = np.arange(d) * (2.5 * lam / max(d - 1, 1))
+        w[0] = -1e3 * lam - 1.0
+        return w
+    if name == "all_equal":
+        return np.full(d, 0.75)
+    if name == "zero_one":
+        return rng.integers(0, 2, d).astype(np.float64)
+    if name == "signed_zero":
+        w = np.where(rng.random(d) < 0.5, -0.0, 0.0)
+        w[: d // 3] = 1.0
+        return w
+    if name == "ties":
+        return rng.integers(-3, 4, d) * 0.5
+    if name == "integers":
+        return rng.integers(-20, 21, d).astype(np.float64)
+    raise ValueError(name)
+
+
+FAMILIES = [
+    "gaussian",
+    "adversarial_ramp",
+    "huge_lam",
+    "clustered",
+    "sorted",
+    "reversed",
+    "spike_ramp",
+    "all_equal",
+    "zero_one",
+    "signed_zero",
+    "ties",
+    "integers",
+]
+#: Families whose float64 sums are exact (block partitions must match the reference exactly).
+EXACT = {"all_equal", "zero_one", "signed_zero", "ties", "integers"}
+
+
+# ----------------------------------------------------------------------------- tests
+def _lam_for(name, d):
+    """Exact families use lam = (d - 1) / 2 (velocities are exact halves); others a fixed lam."""
+    if name in EXACT:
+        return 0.5 * max(d - 1, 1)
+    return 0.3
+
+
+def _check(w, lam, l1, tile, dtype=np.float64):
+    w = np.asarray(w, dtype)
+    x, labels = prox_prototype(w, lam, l1, tile=tile, return_clusters=True)
+    ref = pava_reference(w.astype(np.float64), lam, l1)
+    assert x.dtype == dtype and x.shape == w.shape
+    scale = float(np.abs(w).max(initial=0.0)) + lam + l1 + 1.0
+    tol = (4e-6 if dtype == np.float32 else 1e-12) * scale
+    np.testing.assert_allclose(x.astype(np.float64), ref, rtol=0, atol=tol)
+    # labels: groups of equal output value, 0..K-1 increasing
+    np.testing.assert_array_equal(labels, labels_of_values(x))
+    return x, labels, ref
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("d", [1, 2, 3, 31, 32, 33, 100])
+def test_families_tiles(name, d):
+    rng = np.random.default_rng(d)
+    lam = _lam_for(name, d)
+    w = make_family(name, d, lam, rng)
+    for tile in (1, 2, 3, 4, 8, 31, 32, 33, 1024):
+        x, labels, ref = _check(w, lam, 0.0, tile)
+        if name in EXACT:
+            np.testing.assert_array_equal(labels, labels_of_values(ref))
+
+
+@pytest.mark.parametrize("tile", [7, 8, 9, 15, 16, 17])
+def test_tile_size_plus_minus_one(tile):
+    rng = np.random.default_rng(tile)
+    for d in (tile - 1, tile, tile + 1, 2 * tile - 1, 2 * tile, 2 * tile + 1, 5 * tile + 3):
+        for name in ("gaussian", "adversarial_ramp", "spike_ramp", "zero_one"):
+            lam = _lam_for(name, d)
+            _check(make_family(name, d, lam, rng), lam, 0.0, tile)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("l1", [0.0, 0.05, 0.7])
+def test_random_l1_dtypes(dtype, l1):
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        d = int(rng.integers(1, 90))
+        lam = float(rng.choice([0.0, 1e-3, 0.1, 1.0, 50.0]))
+        w = rng.standard_normal(d) * float(rng.choice([0.01, 1.0, 100.0]))
+        _check(w, lam, l1, int(rng.integers(1, 12)), dtype)
+
+
+def test_integer_partitions_exact():
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        d = int(rng.integers(2, 70))
+        lam = 0.5 * (d - 1) * int(rng.integers(0, 4))
+        w = rng.integers(-5, 6, d).astype(np.float64)
+        x, labels, ref = _check(w, lam, 0.0, int(rng.integers(1, 9)))
+        np.testing.assert_array_equal(labels, labels_of_values(ref))
+
+
+def test_batched_rows_independent():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((5, 37))
+    x, labels = prox_rows(w, 0.4, 0.1, tile=4, return_clusters=True)
+    for r in range(5):
+        np.testing.assert_allclose(x[r], pava_reference(w[r], 0.4, 0.1), atol=1e-12)
+        np.testing.assert_array_equal(labels[r], labels_of_values(x[r]))
+
+
+def test_large_lam_gives_mean():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(200)
+    x = prox_prototype(w, 1e6, tile=8)
+    np.testing.assert_allclose(x, np.full(200, w.mean()), atol=1e-8)
+
+
+def test_signed_zero_and_huge_tiny():
+    w = np.array([-0.0, 0.0, 1e-300, -1e-300, 1e300, -1e300, 0.0])
+    _check(w, 0.0, 0.0, 2)
+    w32 = np.array([3e38, -3e38, 3.4e38, 1.0, -1.0], np.float32)
+    x = prox_prototype(w32, 1.0, tile=2)
+    assert np.isfinite(x).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        prox_rows(np.zeros(3), 1.0)
+    with pytest.raises(ValueError):
+        prox_rows(np.zeros((1, 3)), 1.0, tile=0)

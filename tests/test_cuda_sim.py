@@ -1,0 +1,235 @@
+"""The ``cuda`` and ``cuda-imminent`` kernels in numba's CUDA simulator (and on a real GPU, marked ``gpu``).
+
+Simulator tests run only with ``NUMBA_ENABLE_CUDASIM=1`` in the environment (the ``cudasim``
+tox env); tiles and thread blocks are made tiny so that small inputs cross many tile, warp
+and block boundaries, and the sort runs on the host through the test-only provider.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from test_cuda_prototype import EXACT, FAMILIES, labels_of_values, make_family, pava_reference
+
+import wsprox
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+sim_only = pytest.mark.skipif(not SIM, reason="CUDA simulator tests need NUMBA_ENABLE_CUDASIM=1 (tox -e cudasim)")
+
+
+def _real_gpu():
+    if SIM:
+        return False
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+gpu_only = pytest.mark.skipif(not _real_gpu(), reason="no CUDA GPU")
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Tiny tiles and blocks; the test-only host sort provider."""
+    from wsprox.solvers import cuda_backend, cuda_imminent
+
+    monkeypatch.setattr(cuda_backend, "TILE", 4)
+    monkeypatch.setattr(cuda_backend, "THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(cuda_backend, "SORT_PROVIDER", cuda_backend.HostSortProvider())
+    monkeypatch.setattr(cuda_imminent, "THREADS_PER_BLOCK", 4)
+    return cuda_backend
+
+
+def _lam_for(name, d):
+    return 0.5 * max(d - 1, 1) if name in EXACT else 0.3
+
+
+def _agree(w, lam, l1=0.0, tile=4, backend="cuda", exact=False):
+    from wsprox.solvers.cuda_prototype import prox_rows
+
+    x, labels = wsprox.prox(w, lam, l1=l1, backend=backend, return_clusters=True)
+    assert isinstance(x, np.ndarray) and x.dtype == w.dtype and x.shape == w.shape
+    xn, ln = wsprox.prox(w, lam, l1=l1, backend="numba", return_clusters=True)
+    scale = float(np.abs(w).max(initial=0.0)) + lam + l1 + 1.0
+    tol = (4e-6 if w.dtype == np.float32 else 1e-12) * scale
+    np.testing.assert_allclose(x, xn, rtol=0, atol=tol)
+    np.testing.assert_allclose(x.astype(np.float64), pava_reference(w.astype(np.float64), lam, l1), atol=tol)
+    np.testing.assert_array_equal(labels, labels_of_values(x))
+    if backend == "cuda":
+        px, pl = prox_rows(w.reshape(1, -1), lam, l1, tile=tile, return_clusters=True)
+        np.testing.assert_allclose(x, px[0], rtol=0, atol=tol)
+        if exact:
+            np.testing.assert_array_equal(x, px[0])
+            np.testing.assert_array_equal(labels, pl[0])
+    if exact:
+        np.testing.assert_array_equal(labels, ln)
+    return x, labels
+
+
+@sim_only
+def test_registered_and_available(tiny):
+    info = wsprox.backends()
+    assert info["cuda"].available, info["cuda"].reason
+    assert "cuda" in info["cuda"].array_kinds and "cuda" in info["cuda-imminent"].array_kinds
+
+
+@sim_only
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("d", [1, 2, 31, 33])
+def test_families(tiny, name, d):
+    rng = np.random.default_rng(d)
+    lam = _lam_for(name, d)
+    w = make_family(name, d, lam, rng)
+    _agree(w, lam, exact=name in EXACT)
+
+
+@sim_only
+@pytest.mark.parametrize("tile", [3, 4, 5])
+def test_tile_boundaries(tiny, monkeypatch, tile):
+    monkeypatch.setattr(tiny, "TILE", tile)
+    rng = np.random.default_rng(tile)
+    for d in (tile - 1, tile + 1, 4 * tile, 4 * tile + 1):
+        for name in ("adversarial_ramp", "spike_ramp", "zero_one"):
+            lam = _lam_for(name, d)
+            _agree(make_family(name, d, lam, rng), lam, tile=tile, exact=name in EXACT)
+
+
+@sim_only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtypes_and_l1(tiny, dtype):
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(29).astype(dtype)
+    _agree(w, 0.2, l1=0.3)
+    _agree(w, 0.0, l1=0.1)
+
+
+@sim_only
+def test_batched_axis(tiny):
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((3, 9, 2))
+    x, labels = wsprox.prox(w, 0.5, axis=1, backend="cuda", return_clusters=True)
+    xn, ln = wsprox.prox(w, 0.5, axis=1, backend="numba", return_clusters=True)
+    np.testing.assert_allclose(x, xn, atol=1e-12)
+    np.testing.assert_array_equal(labels, ln)
+
+
+@sim_only
+def test_device_array_inputs(tiny):
+    from numba import cuda
+
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((4, 10)).astype(np.float32)
+    dw = cuda.to_device(w)
+    x = wsprox.prox(dw, 0.4, axis=-1, l1=0.05)
+    assert not isinstance(x, np.ndarray) and hasattr(x, "copy_to_host")  # a (simulated) numba device array
+    xn = wsprox.prox(w, 0.4, axis=-1, l1=0.05, backend="numba")
+    np.testing.assert_allclose(x.copy_to_host(), xn, atol=4e-6)
+    x, labels = wsprox.prox(dw, 0.4, return_clusters=True)
+    xn, ln = wsprox.prox(w, 0.4, backend="numba", return_clusters=True)
+    np.testing.assert_allclose(x.copy_to_host(), xn, atol=4e-6)
+    np.testing.assert_array_equal(labels.copy_to_host(), labels_of_values(x.copy_to_host().ravel()).reshape(4, 10))
+    out = cuda.device_array((4, 10), np.float32)
+    res = wsprox.prox(dw, 0.4, axis=0, out=out)
+    assert res is out
+    np.testing.assert_allclose(out.copy_to_host(), wsprox.prox(w, 0.4, axis=0, backend="numba"), atol=4e-6)
+    np.testing.assert_array_equal(dw.copy_to_host(), w)  # input untouched
+
+
+@sim_only
+def test_device_dtype_rules(tiny):
+    from numba import cuda
+
+    w16 = np.array([0.0, 1.0, 5.0], np.float16)
+    x = wsprox.prox(cuda.to_device(w16), 1.0).copy_to_host()
+    assert x.dtype == np.float16
+    np.testing.assert_allclose(x, [1.0, 1.0, 4.0])
+    xi = wsprox.prox(cuda.to_device(np.array([0, 1, 5], np.int64)), 1.0).copy_to_host()
+    assert xi.dtype == np.float64
+    np.testing.assert_allclose(xi, [1.0, 1.0, 4.0])
+
+
+@sim_only
+def test_device_errors(tiny):
+    from numba import cuda
+
+    w = np.array([[0.0, 1.0], [np.nan, np.inf]])
+    with pytest.raises(ValueError, match=r"2 non-finite values.*index \(1, 0\)"):
+        wsprox.prox(cuda.to_device(w), 1.0, axis=1)
+    dw = cuda.to_device(np.zeros(3))
+    with pytest.raises(ValueError, match="does not accept device arrays"):
+        wsprox.prox(dw, 1.0, backend="numba")
+    with pytest.raises(ValueError, match="lam"):
+        wsprox.prox(dw, -1.0)
+    with pytest.raises(np.exceptions.AxisError):
+        wsprox.prox(dw, 1.0, axis=2)
+    with pytest.raises(ValueError, match="unknown backend"):
+        wsprox.prox(dw, 1.0, backend="nope")
+    with pytest.raises(TypeError, match="out"):
+        wsprox.prox(dw, 1.0, out=cuda.device_array(3, np.float32))
+    with pytest.raises(ValueError, match="out has shape"):
+        wsprox.prox(dw, 1.0, out=cuda.device_array(4, np.float64))
+
+
+@sim_only
+def test_missing_sort_provider_message(tiny, monkeypatch):
+    from wsprox.solvers import cuda_backend
+
+    monkeypatch.setattr(cuda_backend, "SORT_PROVIDER", None)
+    monkeypatch.setattr(cuda_backend, "_find_provider_name", lambda: None)
+    monkeypatch.setattr(cuda_backend, "simulator_enabled", lambda: False)
+    with pytest.raises(ImportError, match="cupy"):
+        cuda_backend.get_provider()
+    ok, reason = cuda_backend.availability()
+    assert not ok and ("GPU" in reason or "cupy" in reason.lower())
+
+
+@sim_only
+@pytest.mark.parametrize("name", ["gaussian", "adversarial_ramp", "zero_one", "huge_lam", "integers"])
+def test_imminent_baseline(tiny, name):
+    from numba import cuda
+
+    from wsprox.solvers import cuda_imminent
+
+    d = 24
+    lam = _lam_for(name, d)
+    w = make_family(name, d, lam, np.random.default_rng(0))
+    _agree(w, lam, l1=0.01, backend="cuda-imminent")
+    if name == "adversarial_ramp":
+        dev = cuda.to_device(np.ascontiguousarray(np.sort(w)).reshape(1, -1))
+        perm = cuda.to_device(np.arange(d, dtype=np.int64).reshape(1, -1))
+        _, _, rounds = cuda_imminent.run_rows(dev, perm, lam, 0.0, False, 0, threads_per_block=4)
+        assert rounds >= d // 2 - 2  # the slow case it is kept to show
+        with pytest.raises(TimeoutError):
+            cuda_imminent.run_rows(dev, perm, lam, 0.0, False, 0, max_rounds=3, threads_per_block=4)
+
+
+# ------------------------------------------------------------------------------ real GPU
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("d", [10**5, 10**6, 10**7, 10**8])
+def test_gpu_agrees_with_numba_float32(d):
+    from numba import cuda
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(d, dtype=np.float32)
+    x = wsprox.prox(cuda.to_device(w), 1e-2).copy_to_host()
+    xn = wsprox.prox(w, 1e-2, backend="numba")
+    np.testing.assert_allclose(x, xn, rtol=0, atol=4 * np.spacing(np.float32(np.abs(w).max())))
+    certify = getattr(wsprox, "certify", None)
+    if certify is not None:
+        certify(w, 1e-2, x)
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_gpu_adversarial_ramp():
+    d = 10**6
+    lam = 1.0
+    w = make_family("adversarial_ramp", d, lam, np.random.default_rng(0))
+    x = wsprox.prox(w, lam, backend="cuda")
+    np.testing.assert_allclose(x, wsprox.prox(w, lam, backend="numba"), atol=1e-9)

@@ -1,0 +1,248 @@
+"""The ``cuda-imminent`` backend: the paper's "imminent collisions" algorithm, a comparison baseline.
+
+After the sort, every element is a block. One *round* finds every adjacent pair of blocks
+that violates the order (``mean z(left) >= mean z(right)``, the same cross-multiplied
+float64 rule as every wsprox backend) and merges all of them at once (chains of violating
+pairs merge into one block), then compacts the block list with a scan. Rounds repeat
+until nothing merges. It is exact (the fixed point is the isotonic regression), but the
+number of rounds depends on the data: about 15-20 on Gaussian weights, and about ``d/2``
+on the adversarial ramp (``d/2`` zeros followed by ``a * (1..d/2)``, ``a = 2.25 lam / d``),
+where one heavy block absorbs a single neighbour per round. Each round costs a few launches
+and a host synchronisation. Use the ``cuda`` backend; this one exists to show the
+difference (``asv_bench/bench_cuda.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import cuda, float32, float64, int64
+
+__all__ = ["solve", "run_rows"]
+
+#: Threads per block of every launch (tests patch it).
+THREADS_PER_BLOCK = 128
+
+
+@functools.cache
+def _kernels(tpb):
+    import types
+
+    TPB = int(tpb)
+
+    @cuda.jit
+    def k_init(xs, bstart, bsum, nblk):
+        k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        d = xs.shape[1]
+        if k < d:
+            bstart[r, k] = k
+            bsum[r, k] = float64(xs[r, k]) - float64(xs[r, d // 2])
+        if k == 0:
+            bstart[r, d] = d
+            nblk[r] = d
+
+    @cuda.jit
+    def k_mark(lam, d, bstart, bsum, nblk, head, changed):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        nb = nblk[r]
+        if j >= head.shape[1]:
+            return
+        if j >= nb:
+            head[r, j] = 0.0
+            return
+        if j == 0:
+            head[r, j] = 1.0
+            return
+        scale = float64(d - 1) if d > 1 else 1.0
+        n_l = float64(bstart[r, j] - bstart[r, j - 1])
+        n_r = float64(bstart[r, j + 1] - bstart[r, j])
+        if scale * (bsum[r, j] * n_l - bsum[r, j - 1] * n_r) <= lam * n_l * n_r * (n_l + n_r):
+            head[r, j] = 0.0
+            changed[0] = 1
+        else:
+            head[r, j] = 1.0
+
+    @cuda.jit
+    def k_scan(src, dst):
+        part = cuda.shared.array(TPB, float64)
+        r = cuda.blockIdx.x
+        n = src.shape[1]
+        tid = cuda.threadIdx.x
+        nthr = cuda.blockDim.x
+        chunk = (n + nthr - 1) // nthr
+        lo = tid * chunk
+        hi = min(lo + chunk, n)
+        acc = 0.0
+        for i in range(lo, hi):
+            acc += src[r, i]
+        part[tid] = acc
+        cuda.syncthreads()
+        if tid == 0:
+            running = 0.0
+            for i in range(nthr):
+                v = part[i]
+                part[i] = running
+                running += v
+        cuda.syncthreads()
+        acc = part[tid]
+        for i in range(lo, hi):
+            v = src[r, i]
+            dst[r, i] = acc
+            acc += v
+
+    @cuda.jit
+    def k_compact(bstart, bsum, nblk, head, idx, nstart, nsum, nnew):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        nb = nblk[r]
+        if j >= nb or head[r, j] == 0.0:
+            return
+        ni = int64(idx[r, j])
+        s = bsum[r, j]
+        e = j + 1
+        while e < nb and head[r, e] == 0.0:
+            s += bsum[r, e]
+            e += 1
+        nstart[r, ni] = bstart[r, j]
+        nsum[r, ni] = s
+        if e == nb:
+            nstart[r, ni + 1] = bstart[r, nb]
+            nnew[r] = ni + 1
+
+    @cuda.jit
+    def k_values(xs, perm, lam, l1, is32, bstart, bsum, nblk, out, want_labels, flag, vals):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        nb = nblk[r]
+        if j >= nb:
+            return
+        d = xs.shape[1]
+        scale = float64(d - 1) if d > 1 else 1.0
+        center = float64(xs[r, d // 2])
+        a = bstart[r, j]
+        b = bstart[r, j + 1]
+        m = bsum[r, j] / float64(b - a) + lam * float64(d - a - b) / scale + center
+        if j > 0:
+            a0 = bstart[r, j - 1]
+            mp = bsum[r, j - 1] / float64(a - a0) + lam * float64(d - a0 - a) / scale + center
+            if m < mp:
+                m = mp
+        if l1 > 0.0:
+            if m > l1:
+                m = m - l1
+            elif m < -l1:
+                m = m + l1
+            else:
+                m = 0.0
+        if is32:
+            m = float64(float32(m))
+        vals[r, j] = m
+        for k in range(a, b):
+            out[r, perm[r, k]] = m
+
+    @cuda.jit
+    def k_flags(vals, nblk, flag):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        if j >= flag.shape[1]:
+            return
+        if j >= nblk[r]:
+            flag[r, j] = 0.0
+        elif j == 0 or vals[r, j] != vals[r, j - 1]:
+            flag[r, j] = 1.0
+        else:
+            flag[r, j] = 0.0
+
+    @cuda.jit
+    def k_labels(perm, bstart, nblk, flag, lscan, labels):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        if j >= nblk[r]:
+            return
+        lab = int64(lscan[r, j] + flag[r, j]) - 1
+        for k in range(bstart[r, j], bstart[r, j + 1]):
+            labels[r, perm[r, k]] = lab
+
+    return types.SimpleNamespace(
+        k_init=k_init,
+        k_mark=k_mark,
+        k_scan=k_scan,
+        k_compact=k_compact,
+        k_values=k_values,
+        k_flags=k_flags,
+        k_labels=k_labels,
+    )
+
+
+def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads_per_block=None):
+    """Imminent collisions on sorted rows; returns numba device arrays ``(out, labels or None, rounds)``.
+
+    Raises
+    ------
+    TimeoutError
+        If ``max_rounds`` rounds were not enough.
+    """
+    tpb = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
+    kern = _kernels(tpb)
+    n, d = xs.shape
+    grid = (max(1, -(-d // tpb)), n)
+    bstart = cuda.device_array((n, d + 1), np.int64, stream=stream)
+    bsum = cuda.device_array((n, d), np.float64, stream=stream)
+    nstart = cuda.device_array((n, d + 1), np.int64, stream=stream)
+    nsum = cuda.device_array((n, d), np.float64, stream=stream)
+    nblk = cuda.device_array(n, np.int64, stream=stream)
+    nnew = cuda.device_array(n, np.int64, stream=stream)
+    head = cuda.device_array((n, d), np.float64, stream=stream)
+    idx = cuda.device_array((n, d), np.float64, stream=stream)
+    changed = cuda.device_array(1, np.int64, stream=stream)
+    kern.k_init[grid, tpb, stream](xs, bstart, bsum, nblk)
+    rounds = 0
+    while True:
+        changed.copy_to_device(np.zeros(1, np.int64), stream=stream)
+        kern.k_mark[grid, tpb, stream](float(lam), d, bstart, bsum, nblk, head, changed)
+        if int(changed.copy_to_host(stream=stream)[0]) == 0:
+            break
+        rounds += 1
+        if max_rounds is not None and rounds > max_rounds:
+            raise TimeoutError(f"imminent collisions did not converge in {max_rounds} rounds")
+        kern.k_scan[n, tpb, stream](head, idx)
+        kern.k_compact[grid, tpb, stream](bstart, bsum, nblk, head, idx, nstart, nsum, nnew)
+        bstart, nstart = nstart, bstart
+        bsum, nsum = nsum, bsum
+        nblk, nnew = nnew, nblk
+    out = cuda.device_array((n, d), xs.dtype, stream=stream)
+    vals = cuda.device_array((n, d), np.float64, stream=stream)
+    flag = cuda.device_array((n, d), np.float64, stream=stream)
+    is32 = xs.dtype == np.float32
+    kern.k_values[grid, tpb, stream](
+        xs, perm, float(lam), float(l1), is32, bstart, bsum, nblk, out, want_labels, flag, vals
+    )
+    labels = None
+    if want_labels:
+        lscan = cuda.device_array((n, d), np.float64, stream=stream)
+        labels = cuda.device_array((n, d), np.int64, stream=stream)
+        kern.k_flags[grid, tpb, stream](vals, nblk, flag)
+        kern.k_scan[n, tpb, stream](flag, lscan)
+        kern.k_labels[grid, tpb, stream](perm, bstart, nblk, flag, lscan, labels)
+    return out, labels, rounds
+
+
+def solve(w, lam, l1, return_clusters, *, max_rounds=None):
+    """Registry entry: every row of the 2-D ``w`` (numpy, or a numba device array)."""
+    from .cuda_backend import get_provider
+
+    provider = get_provider()
+    stream = provider.stream()
+    host = isinstance(w, np.ndarray)
+    rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w
+    xs, perm = provider.sort_rows(rows, stream)
+    out, labels, _ = run_rows(xs, perm, float(lam), float(l1), bool(return_clusters), stream, max_rounds=max_rounds)
+    if host:
+        x = out.copy_to_host(stream=stream)
+        lab = labels.copy_to_host(stream=stream) if labels is not None else None
+        stream.synchronize()
+        return x, lab
+    return out, labels

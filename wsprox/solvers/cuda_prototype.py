@@ -1,0 +1,402 @@
+"""Plain-numpy prototype of the ``cuda`` backend's parallel algorithm, run serially.
+
+It performs exactly the same steps, with the same tiles, the same data layout and the
+same merge decisions, as the kernels in :mod:`wsprox.solvers.cuda_kernels`, one loop
+iteration where the GPU runs one thread or one thread block. It is the test oracle of
+the kernels and documents the algorithm; it is not meant to be fast.
+
+Algorithm
+---------
+Per row of length ``d``: sort ``w`` ascending into ``x`` (permutation ``perm``), let
+``c = x[d // 2]`` (the median; all sums are float64 sums of ``x - c``). The prox is the
+isotonic regression of ``z_k = x_k + v_k``, ``v_k = lam (d - 1 - 2k) / (d - 1)``, i.e. the
+lower convex hull of the cumulative-sum diagram ``P_k = (k, sum_{i<k} z_i)``; hull edges
+are blocks, an edge's slope is its block's mean. Two adjacent ranges ``[a, m)``,
+``[m, b)`` pool (the middle point ``P_m`` is on or above the chord) exactly when::
+
+    (d - 1) (S_R n_L - S_L n_R) <= lam n_L n_R (n_L + n_R)
+
+with ``S`` the sums of ``x - c`` (the velocity sums have the closed form
+``lam n (d - a - b) / (d - 1)`` and cancel into the right-hand side). Every geometric
+test below is this one predicate, ``pool(a, m, b)``; ties pool, as in the CPU backend.
+
+1. **Tile PAVA.** The row is cut into tiles of ``TILE`` elements. Each tile runs a
+   sequential pool-adjacent-violators pass over its elements (a thread block on the
+   GPU) and stores its hull vertices: slot ``t * (TILE + 1) + i`` holds the position
+   ``vpos`` (``v_0`` is the tile start, the last one the tile end) and the float64 sum
+   ``vcum`` of ``x - c`` from the tile start. A tile's end point is the next tile's start
+   point; slots always name it by the next tile's ``v_0`` (*canonical* slots), so every
+   hull point has one slot. An exclusive scan of the tile totals gives ``off``, and the
+   sum over any range between two slots is ``off[tb] - off[ta] + vcum[b] - vcum[a]``
+   (just ``vcum[b] - vcum[a]`` inside one tile).
+2. **Bridge tree.** Groups of ``2**level`` tiles are merged pairwise, ``ceil(log2
+   n_tiles)`` levels, whatever the data. A group's hull is described without copying:
+   its vertices inside a tile are a contiguous range of that tile's own hull vertices,
+   and each tile ``t`` keeps ``L[t]``/``R[t]``, the group-hull vertices just at-or-before
+   and strictly after its start ``b_t``; ``(L[t], R[t])`` is the hull edge over ``b_t``.
+   Merging ``A | B`` (sharing the seam point ``m``) first checks in O(1) whether the seam
+   is convex (``not pool(pred(m), m, next(m))``); otherwise it finds the common lower
+   tangent ``(p, q)`` by a nested binary search: the outer search runs over B's hull
+   edges, and for each candidate vertex ``u`` of B an inner search finds the tangent
+   point of ``u`` on A. Each search is a binary search over tiles (the edges
+   ``(L[t], R[t])``), then over the vertices of one tile. Ties go to the outermost
+   collinear points (pool when the left mean >= the right mean). The merge then sets
+   ``L[t], R[t] = p, q`` for the tiles whose start lies in ``[p, q)``: O(1) per tile.
+3. **Expansion.** Each element finds the hull edge above it (its own tile's ``L``/``R``,
+   the next tile's, or a binary search in its tile's vertices), computes the block mean
+   in float64 from the sums and the closed-form velocity sum, guards against rounding
+   with the previous block's mean, soft-thresholds, casts and scatters through ``perm``.
+   Cluster ids count, per tile and then across tiles (a scan), the block starts whose
+   cast value differs from the previous block's.
+
+Depth and work: tile PAVA is O(TILE) deep, each level's searches O(log^2 d) deep, and
+there are ``ceil(log2(d / TILE))`` levels, so the depth is O(TILE + log^3 d) and the
+number of passes (kernel launches) depends only on ``d``. Work: O(d) for the tiles and
+the expansion, O(n_tiles log^2 d) for the merges and O(n_tiles log n_tiles) for the state
+updates, O(d) in total for ``TILE >= log^2 d``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE"]
+
+#: Default tile size (elements per tile).
+DEFAULT_TILE = 1024
+
+
+# --------------------------------------------------------------------------- helpers
+class _Row:
+    """The per-row state of the algorithm (one row of the kernels' 2-D arrays)."""
+
+    def __init__(self, xs, lam, tile):
+        self.d = d = xs.shape[0]
+        self.lam = float(lam)
+        self.T = tile
+        self.S = tile + 1
+        self.nt = -(-d // tile)
+        self.center = float(xs[d // 2])
+        self.scale = float(d - 1) if d > 1 else 1.0
+        self.vcnt = np.zeros(self.nt, np.int64)
+        self.vpos = np.zeros(self.nt * self.S, np.int64)
+        self.vcum = np.zeros(self.nt * self.S, np.float64)
+        self.tot = np.zeros(self.nt, np.float64)
+        self.off = np.zeros(self.nt, np.float64)
+        self.L = np.zeros(self.nt, np.int64)
+        self.R = np.zeros(self.nt, np.int64)
+
+    # slot helpers -------------------------------------------------------------
+    def canon(self, slot):
+        t = slot // self.S
+        if slot - t * self.S == self.vcnt[t] - 1 and t < self.nt - 1:
+            return (t + 1) * self.S
+        return slot
+
+    def span(self, a, b):
+        """float64 sum of ``x - c`` over positions ``[vpos[a], vpos[b])``."""
+        ta = a // self.S
+        tb = b // self.S
+        if ta == tb:
+            return self.vcum[b] - self.vcum[a]
+        return (self.off[tb] - self.off[ta]) + (self.vcum[b] - self.vcum[a])
+
+    def pool(self, a, m, b):
+        """True when the ranges ``[a, m)`` and ``[m, b)`` pool (left mean >= right mean)."""
+        n_l = float(self.vpos[m] - self.vpos[a])
+        n_r = float(self.vpos[b] - self.vpos[m])
+        s_l = self.span(a, m)
+        s_r = self.span(m, b)
+        return self.scale * (s_r * n_l - s_l * n_r) <= self.lam * n_l * n_r * (n_l + n_r)
+
+    def end_slot(self, g1):
+        """Canonical slot of the end point of a group ending before tile ``g1``."""
+        if g1 < self.nt:
+            return g1 * self.S
+        return (self.nt - 1) * self.S + self.vcnt[self.nt - 1] - 1
+
+    def pred_of_end(self, g1):
+        """The group-hull vertex before the end point of the group ending before tile ``g1``."""
+        t = g1 - 1
+        if self.R[t] // self.S == t:
+            return t * self.S + self.vcnt[t] - 2
+        return self.L[t]
+
+    def first_edge(self, g0, g1, pred, arg):
+        """Start vertex of the first group-hull edge ``(u, w)`` with ``pred(u, w, arg)``.
+
+        The group is tiles ``[g0, g1)``; the predicate must be false then true along the
+        hull. Returns the group's end vertex when it is never true.
+        """
+        lo, hi = g0, g1  # first tile t in [g0, g1) whose edge (L[t], R[t]) is true; g1 if none
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pred(self.L[mid], self.R[mid], arg):
+                hi = mid
+            else:
+                lo = mid + 1
+        ts = lo
+        if ts == g0:
+            return self.L[g0]
+        tp = ts - 1
+        lnext = self.L[ts] if ts < g1 else self.end_slot(g1)
+        base = tp * self.S
+        if self.R[tp] // self.S != tp:
+            return lnext
+        i_lo = self.R[tp] - base
+        i_hi = lnext - base if lnext // self.S == tp else self.vcnt[tp] - 1
+        while i_lo < i_hi:  # first interior edge (i, i + 1) of tile tp that is true
+            mid = (i_lo + i_hi) // 2
+            if pred(base + mid, self.canon(base + mid + 1), arg):
+                i_hi = mid
+            else:
+                i_lo = mid + 1
+        if i_lo == (lnext - base if lnext // self.S == tp else self.vcnt[tp] - 1):
+            return lnext
+        return base + i_lo
+
+    # predicates ---------------------------------------------------------------
+    def _tangent_pred(self, u, w, q):
+        return self.pool(u, w, q)
+
+    def tangent_on(self, g0, g1, q):
+        """Tangent point on the hull of tiles ``[g0, g1)`` seen from the point ``q`` to its right."""
+        return self.first_edge(g0, g1, self._tangent_pred, q)
+
+    def _bridge_pred(self, u, w, group):
+        g0, g1 = group
+        p = self.tangent_on(g0, g1, u)
+        return not self.pool(p, u, w)
+
+    def bridge(self, g0, gm, g2):
+        """The bridge ``(p, q)`` merging groups ``[g0, gm)`` and ``[gm, g2)``, or None if convex."""
+        m = gm * self.S
+        if not self.pool(self.pred_of_end(gm), m, self.R[gm]):
+            return None
+        q = self.first_edge(gm, g2, self._bridge_pred, (g0, gm))
+        p = self.tangent_on(g0, gm, q)
+        return p, q
+
+    def prev_vertex(self, u):
+        """The final-hull vertex before the vertex ``u`` (``u`` must not be position 0)."""
+        t = u // self.S
+        if u == t * self.S:
+            return self.pred_of_end(t)
+        if u == self.R[t]:
+            return self.L[t]
+        return u - 1
+
+
+# --------------------------------------------------------------------------- stages
+def _tile_pava(row, xs):
+    """Stage 1: PAVA in every tile, hull vertices into the slots, initial L/R."""
+    d, T, S = row.d, row.T, row.S
+    for t in range(row.nt):
+        b0 = t * T
+        n_el = min(T, d - b0)
+        ends = np.empty(n_el, np.int64)
+        sums = np.empty(n_el, np.float64)
+        top = -1
+        for j in range(n_el):
+            s = float(xs[b0 + j]) - row.center
+            n = 1.0
+            while top >= 0:
+                start = ends[top - 1] if top > 0 else 0
+                n_left = float(ends[top] - start)
+                s_left = sums[top]
+                if row.scale * (s * n_left - s_left * n) <= row.lam * n_left * n * (n_left + n):
+                    s += s_left
+                    n += n_left
+                    top -= 1
+                else:
+                    break
+            top += 1
+            sums[top] = s
+            ends[top] = j + 1
+        base = t * S
+        row.vpos[base] = b0
+        row.vcum[base] = 0.0
+        acc = 0.0
+        for j in range(top + 1):
+            acc += sums[j]
+            row.vpos[base + 1 + j] = b0 + ends[j]
+            row.vcum[base + 1 + j] = acc
+        row.vcnt[t] = top + 2
+        row.tot[t] = acc
+    for t in range(row.nt):
+        row.L[t] = t * S
+        row.R[t] = row.canon(t * S + 1)
+
+
+def _scan_offsets(row):
+    """Exclusive scan of the tile totals (float64)."""
+    acc = 0.0
+    for t in range(row.nt):
+        row.off[t] = acc
+        acc += row.tot[t]
+
+
+def _bridge_levels(row):
+    """Stage 2: ``ceil(log2(n_tiles))`` levels of pairwise group merges."""
+    levels = math.ceil(math.log2(row.nt)) if row.nt > 1 else 0
+    for level in range(levels):
+        h = 1 << level
+        bridges = []
+        for g0 in range(0, row.nt, 2 * h):  # one GPU thread per pair
+            gm = g0 + h
+            if gm >= row.nt:
+                continue
+            g2 = min(g0 + 2 * h, row.nt)
+            bridges.append((g0, g2, row.bridge(g0, gm, g2)))
+        for g0, g2, pq in bridges:  # one GPU thread per tile
+            if pq is None:
+                continue
+            p, q = pq
+            for t in range(g0, g2):
+                if row.vpos[p] <= t * row.T < row.vpos[q]:
+                    row.L[t] = p
+                    row.R[t] = q
+
+
+def _block_of(row, k):
+    """Slots ``(u, w)`` of the final hull edge over element ``k``."""
+    t = k // row.T
+    if k < row.vpos[row.R[t]]:
+        return row.L[t], row.R[t]
+    if t + 1 < row.nt and k >= row.vpos[row.L[t + 1]]:
+        return row.L[t + 1], row.R[t + 1]
+    base = t * row.S
+    lo, hi = 0, row.vcnt[t] - 1  # largest i with vpos[base + i] <= k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if row.vpos[base + mid] <= k:
+            lo = mid
+        else:
+            hi = mid
+    return base + lo, row.canon(base + lo + 1)
+
+
+def _mean(row, u, w):
+    a, b = row.vpos[u], row.vpos[w]
+    return row.span(u, w) / float(b - a) + row.lam * float(row.d - a - b) / row.scale + row.center
+
+
+def _soft(m, l1):
+    if m > l1:
+        return m - l1
+    if m < -l1:
+        return m + l1
+    return 0.0
+
+
+def _block_value(row, u, w, l1, dtype):
+    """Cast output value of the block ``(u, w)`` (mean guarded by the previous block's)."""
+    m = _mean(row, u, w)
+    if row.vpos[u] > 0:
+        pu = row.prev_vertex(u)
+        mp = _mean(row, pu, u)
+        if m < mp:
+            m = mp
+    return dtype.type(_soft(m, l1) if l1 > 0.0 else m)
+
+
+def _is_new_label(row, u, w, l1, dtype):
+    """1 if the block starting at ``u`` gets a new cluster id (its cast value differs)."""
+    if row.vpos[u] == 0:
+        return 1
+    pu = row.prev_vertex(u)
+    return int(_block_value(row, u, w, l1, dtype) != _block_value(row, pu, u, l1, dtype))
+
+
+def _label_counts(row, l1, dtype):
+    """Per slot: inclusive count of new-label block starts in its tile; per tile: base (scan)."""
+    vlab = np.zeros(row.nt * row.S, np.int64)
+    cnt = np.zeros(row.nt, np.int64)
+    for t in range(row.nt):  # one GPU thread block per tile
+        base = t * row.S
+        acc = 0
+        for i in range(row.vcnt[t] - 1):
+            u = base + i
+            if i == 0:
+                alive = row.L[t] == u
+                w = row.R[t] if alive else -1
+            else:
+                alive = row.R[t] // row.S == t and row.R[t] <= u
+                if alive and t + 1 < row.nt:
+                    last = row.L[t + 1]
+                    alive = (last // row.S == t and u <= last) or last // row.S == t + 1
+                w = -1
+                if alive:
+                    w = row.R[t + 1] if (t + 1 < row.nt and u == row.L[t + 1]) else row.canon(u + 1)
+            if alive:
+                acc += _is_new_label(row, u, w, l1, dtype)
+            vlab[u] = acc
+        cnt[t] = acc
+    base_t = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    return vlab, base_t
+
+
+def _expand(row, perm, l1, out, labels, want_labels):
+    """Stage 3: value (and cluster id) of every element, scattered through ``perm``."""
+    dtype = out.dtype
+    if want_labels:
+        vlab, base_t = _label_counts(row, l1, dtype)
+    for k in range(row.d):  # one GPU thread per element
+        u, w = _block_of(row, k)
+        i = perm[k]
+        out[i] = _block_value(row, u, w, l1, dtype)
+        if want_labels:
+            labels[i] = base_t[u // row.S] + vlab[u] - 1
+
+
+def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
+    """Prox of every row of the 2-D float32/float64 array ``w`` by the parallel algorithm, serially.
+
+    Parameters
+    ----------
+    w : numpy.ndarray
+        2-D float32 or float64 array, shape ``(n, d)``, ``d >= 1``, finite.
+    lam, l1 : float
+        Strengths ``>= 0``.
+    tile : int, optional
+        Tile size (elements per tile), ``>= 1``.
+    return_clusters : bool, optional
+        Also return int64 cluster ids (0..K-1 per row, increasing with the value).
+
+    Returns
+    -------
+    x : numpy.ndarray
+        Same shape and dtype as ``w``.
+    labels : numpy.ndarray or None
+        int64 cluster ids if ``return_clusters``.
+    """
+    w = np.asarray(w)
+    if w.ndim != 2 or w.dtype not in (np.float32, np.float64):
+        raise ValueError("w must be a 2-D float32 or float64 array")
+    if int(tile) < 1:
+        raise ValueError(f"tile must be >= 1, got {tile}")
+    n, d = w.shape
+    out = np.empty_like(w)
+    labels = np.zeros((n, d), np.int64) if return_clusters else None
+    for r in range(n):
+        perm = np.argsort(w[r], kind="stable")
+        xs = w[r][perm]
+        row = _Row(xs, lam, int(tile))
+        _tile_pava(row, xs)
+        _scan_offsets(row)
+        _bridge_levels(row)
+        _expand(row, perm, float(l1), out[r], labels[r] if return_clusters else None, return_clusters)
+    return out, labels
+
+
+def prox_prototype(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
+    """Prox of a 1-D array (or of every row of a 2-D array) with the prototype; see :func:`prox_rows`."""
+    w = np.asarray(w)
+    one = w.ndim == 1
+    x, labels = prox_rows(w.reshape(1, -1) if one else w, lam, l1, tile=tile, return_clusters=return_clusters)
+    if one:
+        x = x[0]
+        labels = None if labels is None else labels[0]
+    return (x, labels) if return_clusters else x
