@@ -442,9 +442,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run (1 seed, few epochs): a CI check")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output folder")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (tiny models: 1 is fastest)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1 is fastest)")
     return parser.parse_args(argv)
 
 

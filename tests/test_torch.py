@@ -197,7 +197,9 @@ def train_step(model, opt):
     opt.step()
 
 
-@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), lambda p: torch.optim.Adam(p)])
+@pytest.mark.parametrize(
+    "make_opt", [lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), lambda p: torch.optim.Adam(p)]
+)
 def test_hook_applies_prox_of_plain_step(make_opt):
     lam, l1 = 2.0, 0.01
     plain, hooked = make_model(), make_model()

@@ -9,8 +9,8 @@ has to be correct on its documented inputs (see :func:`register_backend`).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = ["BackendInfo", "backends", "register_backend", "get_backend"]
 

@@ -17,8 +17,6 @@ imports torch; importing :mod:`wsprox.torch` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import torch
 
@@ -28,7 +26,9 @@ from ._validation import check_strength
 __all__ = ["prox", "penalty", "WeightSharing", "TiedWeights", "sharing_metrics", "cluster_mean"]
 
 _UNSUPPORTED = tuple(
-    getattr(torch, name) for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz") if hasattr(torch, name)
+    getattr(torch, name)
+    for name in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+    if hasattr(torch, name)
 )
 
 
@@ -90,7 +90,12 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_lab
         else:
             order = None
     result = _api.prox(
-        src.numpy() if t.device.type == "cpu" else src, lam, l1=l1, axis=dim, backend=backend, return_clusters=want_labels
+        src.numpy() if t.device.type == "cpu" else src,
+        lam,
+        l1=l1,
+        axis=dim,
+        backend=backend,
+        return_clusters=want_labels,
     )
     x, labels = result if want_labels else (result, None)
     x = torch.as_tensor(x, device=t.device)
@@ -407,7 +412,9 @@ class WeightSharing:
             lr = _group_of(self.optimizer, p)["lr"]
             lr = float(lr)
             dim = None if self.dim is None else self.dim % p.dim()
-            x, labels = prox(p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True)
+            x, labels = prox(
+                p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True
+            )
             if self.rho > 0:
                 mean = cluster_mean(p.detach(), labels, dim=dim)
                 x = torch.where(x == 0, x, x + self.rho * (mean - x))
