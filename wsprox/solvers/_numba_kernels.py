@@ -11,12 +11,12 @@ of ``x_k - c`` (``c`` the row's median, for accuracy), and two adjacent blocks
 for the faster left block to catch up by time 1::
 
     mean_x(R) - mean_x(L) <= lam (n_L + n_R) / (d - 1)
-    <=>  (d - 1) (S_R n_L - S_L n_R) <= lam n_L n_R (n_L + n_R)
+    <=>  S_R n_L - S_L n_R <= drift n_L n_R (n_L + n_R),   drift = lam / (d - 1)
 
-(cross-multiplied, no division). Ties pool (the ``<=``), so adjacent final blocks have
+(cross-multiplied, no division in the loop), and a block's value is
+``S / n + drift (d - a - b) + c``. Ties pool (the ``<=``), so adjacent final blocks have
 strictly increasing means. Constant inputs come back unchanged, and integer-valued
-inputs with an integer ``lam / (d - 1)`` are pooled exactly while products stay below
-2**53.
+inputs with an integer ``drift`` are pooled exactly while products stay below 2**53.
 """
 
 import numpy as np
@@ -63,15 +63,14 @@ def overflow_guard(xs, lam, l1):
 
 
 @njit(cache=True)
-def pool_blocks(xs, unit, lam, center, block_end, block_sum):
+def pool_blocks(xs, unit, drift, center, block_end, block_sum):
     """Pool adjacent violators over the sorted row ``xs``; return the number of blocks.
 
     Block ``j`` covers positions ``[block_end[j-1], block_end[j])`` and
-    ``block_sum[j]`` is the float64 sum of ``unit * xs - center`` over it (``lam`` and
-    ``center`` are in the same units).
+    ``block_sum[j]`` is the float64 sum of ``unit * xs - center`` over it. ``drift`` is
+    ``lam / (d - 1)`` and ``center`` the median, in the same units.
     """
     d = xs.shape[0]
-    span = np.float64(d - 1) if d > 1 else np.float64(1.0)
     top = -1
     for k in range(d):
         s = np.float64(xs[k]) * unit - center
@@ -80,7 +79,7 @@ def pool_blocks(xs, unit, lam, center, block_end, block_sum):
             start = block_end[top - 1] if top > 0 else 0
             n_left = np.float64(block_end[top] - start)
             s_left = block_sum[top]
-            if span * (s * n_left - s_left * n) <= lam * n_left * n * (n_left + n):
+            if s * n_left - s_left * n <= drift * n_left * n * (n_left + n):
                 s += s_left
                 n += n_left
                 top -= 1
@@ -103,15 +102,14 @@ def soft_threshold(m, l1):
 
 
 @njit(cache=True)
-def expand_blocks(perm, unit, lam, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
+def expand_blocks(perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
     """Write each block's value (and cluster id) to the original positions of its elements.
 
-    Block values are ``mean + lam (d - a - b) / (d - 1) + center``, made non-decreasing
+    Block values are ``mean + drift (d - a - b) + center``, made non-decreasing
     (guarding against rounding), soft-thresholded by ``l1``, divided by ``unit`` and cast
     to ``out.dtype``; cluster ids count distinct cast values in increasing order.
     """
     d = perm.shape[0]
-    span = np.float64(d - 1) if d > 1 else np.float64(1.0)
     start = 0
     label = -1
     previous = -np.inf
@@ -119,7 +117,7 @@ def expand_blocks(perm, unit, lam, l1, center, block_end, block_sum, n_blocks, o
     for j in range(n_blocks):
         end = block_end[j]
         n = end - start
-        m = block_sum[j] / n + lam * np.float64(d - start - end) / span + center
+        m = block_sum[j] / n + drift * np.float64(d - start - end) + center
         if m < previous:
             m = previous
         previous = m
@@ -151,10 +149,9 @@ def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_
     unit = overflow_guard(xs, lam, l1)
     center = np.float64(xs[d // 2]) * unit
     block_sum = free.view(np.float64)
-    n_blocks = pool_blocks(xs, unit, lam * unit, center, block_end, block_sum)
-    expand_blocks(
-        perm[:d], unit, lam * unit, l1 * unit, center, block_end, block_sum, n_blocks, out, labels, want_labels
-    )
+    drift = lam * unit / np.float64(d - 1) if d > 1 else 0.0
+    n_blocks = pool_blocks(xs, unit, drift, center, block_end, block_sum)
+    expand_blocks(perm[:d], unit, drift, l1 * unit, center, block_end, block_sum, n_blocks, out, labels, want_labels)
 
 
 @njit(cache=True)
