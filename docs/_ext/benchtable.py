@@ -1,0 +1,118 @@
+"""``.. bench-table:: PATH``: a table of a benchmark JSON file from ``asv_bench/``.
+
+Two formats are understood: ``asv_bench/bench_numba.py --json PATH`` (keys ``machine``,
+``repeat``, ``results``) and ``asv_bench/bench_cuda.py PATH`` (keys ``meta``, ``rows``).
+
+The path is relative to the page. The page is rebuilt when the file changes. When the file
+does not exist the directive says so in the page (no warning, so ``-W`` builds still pass).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+
+def _seconds(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    return f"{s * 1e3:.3g} ms"
+
+
+class BenchTable(SphinxDirective):
+    required_arguments = 1
+    has_content = False
+
+    def run(self):
+        rel = self.arguments[0]
+        src_dir = Path(self.env.doc2path(self.env.docname)).parent
+        path = (src_dir / rel).resolve()
+        self.env.note_dependency(str(path))
+        if not path.exists():
+            para = nodes.paragraph(text=f"No results yet: {rel} does not exist.")
+            return [para]
+        data = json.loads(path.read_text())
+        lines = self._cuda_lines(data) if "rows" in data else self._numba_lines(data)
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, source=str(path)), self.content_offset, container)
+        return container.children
+
+    @staticmethod
+    def _numba_lines(data):
+        lines = [
+            f"Machine (as recorded in the file): ``{data.get('machine', 'not recorded')}``; "
+            f"medians of {data.get('repeat', '?')} runs after a warm-up call.",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - case",
+            "     - baseline",
+            "     - wsprox.prox",
+            "     - baseline time",
+            "     - ratio",
+            "     - goal",
+            "     - met",
+        ]
+        for r in data["results"]:
+            lines += [
+                f"   * - {r['case']}",
+                f"     - {r['baseline']}",
+                f"     - {_seconds(r['prox_s'])}",
+                f"     - {_seconds(r['baseline_s'])}",
+                f"     - {r['ratio']:.2f}",
+                f"     - {r['goal']}",
+                f"     - {'yes' if r['met'] else '**no**'}",
+            ]
+        return lines
+
+    @staticmethod
+    def _cuda_lines(data):
+        meta = data.get("meta", {})
+
+        def ms(v, spec=".3f"):
+            return "-" if v is None else format(v, spec)
+
+        lines = [
+            f"Device (as recorded in the file): ``{meta.get('device', 'not recorded')}``; "
+            f"Python {meta.get('python', '?')}, numpy {meta.get('numpy', '?')}; medians of "
+            f"{meta.get('repeat', '?')} runs after {meta.get('warmup', '?')} warm-up runs.",
+            "",
+        ]
+        if meta.get("dry_run"):
+            lines += ["**Dry run** (tiny sizes, possibly the CUDA simulator): not a measurement.", ""]
+        lines += [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - case",
+            "     - d",
+            "     - torch.sort [ms]",
+            "     - wsprox.prox [ms]",
+            "     - ratio",
+            "     - cuda-imminent [ms]",
+            "     - extra memory [B/element]",
+        ]
+        for r in data["rows"]:
+            imminent = (
+                ms(r.get("imminent_ms"), ".1f") if r.get("imminent_ms") is not None else (r.get("imminent_note") or "-")
+            )
+            lines += [
+                f"   * - {r['case']}",
+                f"     - {r['d']}",
+                f"     - {ms(r.get('sort_ms'))}",
+                f"     - {ms(r.get('prox_ms'))}",
+                f"     - {ms(r.get('ratio'), '.2f')}",
+                f"     - {imminent}",
+                f"     - {ms(r.get('peak_extra_bytes_per_element'), '.1f')}",
+            ]
+        return lines
+
+
+def setup(app):
+    app.add_directive("bench-table", BenchTable)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
