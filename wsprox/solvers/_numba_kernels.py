@@ -155,15 +155,21 @@ def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_
 
 
 @njit(cache=True)
-def prox_chunk(w, lam, l1, out, labels, want_labels, first, stop):
-    """Prox of rows ``first..stop-1`` of ``w``, with work buffers allocated once."""
+def prox_chunk(w, lam, l1, out, labels, want_labels, first, stop, keys, scratch, perm, block_end):
+    """Prox of rows ``first..stop-1`` of ``w`` in the given work buffers (row length or more)."""
+    for r in range(first, stop):
+        prox_row(w[r], lam, l1, out[r], labels[r], want_labels, keys, scratch, perm, block_end)
+
+
+@njit(cache=True)
+def prox_chunk_alloc(w, lam, l1, out, labels, want_labels, first, stop):
+    """:func:`prox_chunk` with work buffers allocated here, once for the chunk."""
     d = w.shape[1]
     keys = np.empty(d, np.uint64)
     scratch = np.empty(d, np.uint64)
     perm = np.empty(d, np.uint32)
     block_end = np.empty(d, np.int64)
-    for r in range(first, stop):
-        prox_row(w[r], lam, l1, out[r], labels[r], want_labels, keys, scratch, perm, block_end)
+    prox_chunk(w, lam, l1, out, labels, want_labels, first, stop, keys, scratch, perm, block_end)
 
 
 @njit(cache=True, parallel=True)
@@ -175,4 +181,4 @@ def prox_rows(w, lam, l1, out, labels, want_labels, n_chunks):
     """
     n = w.shape[0]
     for c in prange(n_chunks):
-        prox_chunk(w, lam, l1, out, labels, want_labels, c * n // n_chunks, (c + 1) * n // n_chunks)
+        prox_chunk_alloc(w, lam, l1, out, labels, want_labels, c * n // n_chunks, (c + 1) * n // n_chunks)

@@ -14,7 +14,8 @@ by index (the sort is stable and the indices start in order).
   runs, the same packed radix sort on the low halves for long ones).
 
 Every step is linear in ``d`` (radix passes) or in the run lengths, so no input makes the
-sort slow. Passes whose digit is the same for every key are skipped.
+sort slow. Passes whose digit is the same for every key are skipped, and so is the whole
+sort when the keys are already in order (sorted input).
 
 The sorts work in caller-provided buffers (``keys`` and ``scratch``: uint64, ``perm``:
 uint32, all of the row's length) so that a batch allocates them once per thread.
@@ -49,10 +50,15 @@ def packed_radix_sort(keys, scratch):
     radix = 1 << digit_bits
     mask = np.uint64(radix - 1)
     counts = np.zeros((n_digits, radix), np.int64)
+    in_order = True
     for i in range(n):
         high = keys[i] >> _SHIFT32
         for p in range(n_digits):
             counts[p, (high >> np.uint64(p * digit_bits)) & mask] += 1
+        if i > 0 and keys[i] < keys[i - 1]:
+            in_order = False
+    if in_order:
+        return False  # already sorted (e.g. sorted input): nothing to move
     src = keys
     dst = scratch[:n]
     in_scratch = False
