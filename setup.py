@@ -13,7 +13,15 @@ EXTRAS = {
     # numba-cuda 0.30 cannot compile kernels next to numpy 2.5 (np.row_stack was removed).
     "cuda": ["numba-cuda", "numpy<2.5"],
     "torch": ["torch>=2.1"],
-    "test": ["pytest>=7", "hypothesis>=6.80", "scipy>=1.12", "cvxpy>=1.4", "clarabel>=0.5", "scikit-learn>=1.3"],
+    "test": [
+        "pytest>=7",
+        "hypothesis>=6.80",
+        "scipy>=1.12",
+        "cvxpy>=1.4",
+        "clarabel>=0.5",
+        "scikit-learn>=1.3",
+        "matplotlib",
+    ],
     "docs": ["sphinx>=7", "numpydoc>=1.6", "furo"],
     "bench": ["asv>=0.6", "tqdm", "matplotlib", "scipy>=1.12", "scikit-learn>=1.3"],
 }
@@ -27,7 +35,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["wsprox", "wsprox.*"]),
     python_requires=">=3.10",
-    install_requires=["numpy>=1.25", "numba>=0.59"],
+    install_requires=["numpy>=1.25", "numba>=0.59", "tqdm>=4.60"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["wsprox = wsprox.cli:main"]},
     classifiers=[

@@ -3,8 +3,9 @@
 Subcommands:
 
 ``wsprox compare``
-    Run every available backend on a small built-in problem set, time it, and check
-    each result against a reference and with the optimality certificate.
+    Time every available backend and external baseline on built-in input families and
+    sizes, each in its own worker process (:mod:`wsprox._compare`), and check every result
+    against a reference and with the optimality certificate.
 ``wsprox backends``
     List the registered backends and whether they run here.
 
@@ -15,67 +16,28 @@ and subcommands are added there.
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import math
-import statistics
+import sys
+import textwrap
 import time
-from dataclasses import dataclass
-
-import numpy as np
 
 import wsprox
 
-__all__ = ["main", "build_parser", "FAMILIES", "DEFAULT_SIZES"]
+from . import _compare
+from ._families import DEFAULT_FAMILIES, FAMILIES
 
-#: Problem sizes of the default ``compare`` run. The cvxpy reference costs about 4 s at d = 500 and
-#: 25 s (2.5 GB) at d = 1000 on a 2-core machine, so the middle size is 500: the run takes about 20 s.
-DEFAULT_SIZES = (100, 500, 100_000)
+__all__ = ["main", "build_parser", "DEFAULT_SIZES"]
+
+#: Problem sizes of the default ``compare`` run (cvxpy runs only at the smallest, see ``CVXPY_QUICK_MAX_D``).
+DEFAULT_SIZES = (100, 1_000, 100_000, 1_000_000)
 #: Strength of the default ``compare`` run.
 DEFAULT_LAM = 0.1
-#: Timed runs per backend and problem (after one warm-up call).
+#: Timed runs per backend and case (after one untimed warm-up call per worker).
 DEFAULT_REPEAT = 5
-#: Stop repeating a backend on a problem once its timed runs have taken this long (seconds).
-TIME_BUDGET = 1.0
-#: Backend giving the reference result where it accepts the size, else :data:`FALLBACK_REFERENCE`.
-REFERENCE = "cvxpy"
-FALLBACK_REFERENCE = "numba"
-#: Relative tolerance of the optimality certificate.
-CERTIFICATE_RTOL = 1e-9
-
-
-def _gaussian(d: int, lam: float, rng: np.random.Generator) -> np.ndarray:
-    return rng.standard_normal(d)
-
-
-def _ramp(d: int, lam: float, rng: np.random.Generator) -> np.ndarray:
-    """d/2 zeros, then the ramp a*(1..d/2) with a = 2.25 lam / d (about d/2 collision rounds)."""
-    half = d // 2
-    a = 2.25 * lam / d
-    return np.concatenate([np.zeros(d - half), a * np.arange(1, half + 1)])
-
-
-#: Input families: name -> (description, generator(d, lam, rng) -> float64 vector).
-FAMILIES = {
-    "gaussian": ("i.i.d. standard normal", _gaussian),
-    "ramp": ("adversarial: d/2 zeros then the ramp a*(1..d/2), a = 2.25*lam/d", _ramp),
-}
-
-
-@dataclass
-class _Row:
-    backend: str
-    family: str
-    d: int
-    runs: int = 0
-    median: float | None = None
-    diff: float | None = None
-    reference: str = ""
-    certificate: str = ""
-    detail: str = ""
-    error: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None or self.certificate != "ok"
+#: Default limit of one timed call (seconds).
+DEFAULT_TIMEOUT = 30.0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -91,6 +53,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def _size(text: str) -> int:
     """A problem size: an int, also written like ``1e5``; at least 2."""
     try:
@@ -100,6 +72,73 @@ def _size(text: str) -> int:
     if not value.is_integer() or value < 2:
         raise argparse.ArgumentTypeError(f"a size must be an integer >= 2, got {text!r}")
     return int(value)
+
+
+def _sizes(text: str) -> list[int]:
+    """A comma-separated list of sizes, e.g. ``1e3,1e5,1e7``."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"no size in {text!r}")
+    return [_size(p.strip()) for p in parts]
+
+
+def _families(text: str) -> list[str]:
+    """A comma-separated list of family names, or ``all``."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if names == ["all"]:
+        return list(FAMILIES)
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown family {', '.join(unknown) or text!r}; known: {', '.join(FAMILIES)}")
+    return names
+
+
+def _names(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no name in {text!r}")
+    return names
+
+
+def _flatten(lists):
+    return None if lists is None else list(dict.fromkeys(item for group in lists for item in group))
+
+
+def _show_size(d: int) -> str:
+    """``1e6`` for powers of ten from 1e4 on, else the integer."""
+    k = round(math.log10(d))
+    return f"1e{k}" if k >= 4 and 10**k == d else str(d)
+
+
+def _paragraphs(*texts: str) -> str:
+    return "\n\n".join(textwrap.fill(" ".join(t.split()), width=100) for t in texts)
+
+
+_COMPARE_DESCRIPTION = (
+    _paragraphs(
+        "Time and check every solver on built-in input families and sizes.",
+        f"""Solvers: every available registered backend (cvxpy only up to d = {_compare.CVXPY_QUICK_MAX_D} unless
+    named in --backends, where it runs up to its max_size) and every installed external baseline, labelled
+    "(external)": scipy (sort + scipy.optimize.isotonic_regression + unsort), sklearn (the same with
+    sklearn.isotonic.isotonic_regression, in float64) and torchsort (the soft-rank identity; its rank
+    convention is checked against the numba backend first).""",
+        f"""Each solver runs in its own worker process. The worker first calls it once, untimed and without the
+    --timeout limit, on a tiny input of the run's dtype (so numba compilation and first imports are
+    excluded), then times up to --repeat calls per case (fewer once they take {_compare.TIME_BUDGET:g} s). A
+    call that takes longer than --timeout is killed with its worker and reported as "> TIMEOUT"; larger
+    sizes of that family are then not tried on that solver. Timeouts are reported, not failures.""",
+        f"""Columns: median time; "x sort", the median time divided by that of the sort of the same array on the
+    same device (np.argsort on the CPU; a torch or cupy sort on a GPU, synchronized), the floor; the largest
+    difference to the reference (cvxpy where installed and d <= {_compare.CVXPY_QUICK_MAX_D}, else the float64
+    numba result of the same input) and the reference's name; the number of distinct values (clusters) of
+    the result; the optimality certificate (wsprox.certify, rtol {_compare.CERTIFICATE_RTOL:g}).""",
+        """Exit status: 0 if every registered backend ran and passed the certificate; 1 if a backend raised or
+    failed the certificate (external baselines are reported but do not change the status, and timeouts are
+    reported, not failures); 2 for bad arguments.""",
+    )
+    + "\n\nfamilies:\n"
+    + "\n".join(f"  {f.name:<12} {f.description}" for f in FAMILIES.values())
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,34 +153,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare",
-        help="time every available backend and check its results",
-        description=(
-            "Run every available backend on built-in problems (families: "
-            + "; ".join(f"{name}: {desc}" for name, (desc, _) in FAMILIES.items())
-            + "). Each backend is first called once, untimed, on a tiny problem, so numba compile time is "
-            "excluded; then it is timed on each problem. The table gives the median time, the largest "
-            f"difference to the reference ({REFERENCE} where it accepts the size, else the float64 "
-            f"{FALLBACK_REFERENCE} result) and whether the optimality certificate (wsprox.certify) holds. "
-            "Exit status 1 if a certificate fails or a backend raises."
-        ),
+        help="time every available solver and check its results",
+        description=_COMPARE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     compare.add_argument(
         "--sizes",
         nargs="+",
-        type=_size,
-        default=list(DEFAULT_SIZES),
-        metavar="D",
-        help=f"problem sizes (default: {' '.join(map(str, DEFAULT_SIZES))})",
+        type=_sizes,
+        metavar="D[,D...]",
+        help=f"problem sizes, comma- or space-separated, e.g. 1e3,1e5,1e7 (default: "
+        f"{','.join(map(_show_size, DEFAULT_SIZES))})",
+    )
+    compare.add_argument(
+        "--families",
+        nargs="+",
+        type=_families,
+        metavar="NAME[,NAME...]",
+        help=f"input families or 'all' (default: {','.join(DEFAULT_FAMILIES)}; all: {','.join(FAMILIES)})",
+    )
+    compare.add_argument(
+        "--backends",
+        nargs="+",
+        type=_names,
+        metavar="NAME[,NAME...]",
+        help="registered backends and external baselines (scipy, sklearn, torchsort) to run "
+        "(default: every available one)",
+    )
+    compare.add_argument(
+        "--dtype", choices=("float64", "float32"), default="float64", help="dtype of the inputs (default: float64)"
+    )
+    compare.add_argument(
+        "--lam", type=_positive_float, default=DEFAULT_LAM, metavar="LAM", help=f"strength (default: {DEFAULT_LAM:g})"
     )
     compare.add_argument(
         "--repeat",
         type=_positive_int,
         default=DEFAULT_REPEAT,
         metavar="N",
-        help=f"timed runs per backend and problem, fewer once they take over {TIME_BUDGET:g} s "
+        help=f"timed calls per solver and case, fewer once they take {_compare.TIME_BUDGET:g} s "
         f"(default: {DEFAULT_REPEAT})",
     )
-    compare.set_defaults(func=_cmd_compare)
+    compare.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"limit of one timed call; slower ones are killed and reported as '> SECONDS', not as failures "
+        f"(default: {DEFAULT_TIMEOUT:g})",
+    )
+    compare.add_argument("--json", metavar="PATH", help="also write the results and machine info as JSON to PATH")
+    compare.add_argument("--plot", metavar="PATH", help="also plot time against d (log-log) as a PNG to PATH")
+    compare.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, here and in every worker process (repeatable): a module that calls "
+        "wsprox.register_backend makes its backend comparable",
+    )
+    compare.add_argument("--seed", type=int, default=0, help="seed of the random families (default: 0)")
+    compare.set_defaults(func=_cmd_compare, parser=compare)
 
     backends = sub.add_parser(
         "backends",
@@ -161,188 +234,141 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------------------- compare
 
 
-def _warm_up(names: list[str], lam: float) -> None:
-    """Call each backend once on a tiny problem, untimed: absorbs numba compilation and first-import costs.
+class _Progress:
+    """A tqdm bar on stderr (shown on terminals only; nothing without tqdm), fed by ``_compare.run``."""
 
-    The tiny problem has the argument types of the timed calls (a contiguous float64
-    vector), so nothing is compiled later. Errors are left to the timed calls to report.
-    """
-    w = _gaussian(8, lam, np.random.default_rng(12345))
-    for name in names:
+    def __init__(self, total: int):
         try:
-            wsprox.prox(w, lam, backend=name)
-        except Exception:  # reported by the timed calls
-            pass
+            from tqdm import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=total, file=sys.stderr, disable=None, leave=False, unit="case", dynamic_ncols=True)
+        self.started = False
 
-
-def _time_backend(name: str, w: np.ndarray, lam: float, repeat: int) -> tuple[np.ndarray, list[float]]:
-    """Up to ``repeat`` timed calls, stopping early once they have taken :data:`TIME_BUDGET`; the last result."""
-    times: list[float] = []
-    while len(times) < repeat and sum(times) < TIME_BUDGET:
-        start = time.perf_counter()
-        x = wsprox.prox(w, lam, backend=name)
-        times.append(time.perf_counter() - start)
-    return x, times
+    def __call__(self, text: str | None) -> None:
+        if self.bar is None:
+            return
+        if self.started:
+            self.bar.update(1)
+        if text is None:
+            self.bar.close()
+        else:
+            self.started = True
+            self.bar.set_description_str(text[:60])
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    lam = DEFAULT_LAM
-    sizes = list(dict.fromkeys(args.sizes))
-    infos = wsprox.backends()
-    available = [name for name, info in infos.items() if info.available and "numpy" in info.array_kinds]
-    unavailable = {name: info.reason for name, info in infos.items() if name not in available}
-
+    parser = args.parser
+    for module in args.imports:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            parser.error(f"--import {module}: {type(exc).__name__}: {exc}")
+    try:
+        runners, unavailable = _compare.select_runners(_flatten(args.backends))
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install matplotlib")
+    settings = _compare.Settings(
+        sizes=sorted(_flatten(args.sizes) or DEFAULT_SIZES),
+        families=_flatten(args.families) or list(DEFAULT_FAMILIES),
+        runners=runners,
+        dtype=args.dtype,
+        lam=args.lam,
+        repeat=args.repeat,
+        timeout=args.timeout,
+        imports=list(args.imports),
+        seed=args.seed,
+    )
     print(
-        f"wsprox {wsprox.__version__} compare: lam={lam:g}, float64 input. Time: median of up to {args.repeat} "
-        f"runs (fewer once they take {TIME_BUDGET:g} s), after one untimed warm-up call per backend, "
-        "so numba compile time is excluded.",
+        f"wsprox {wsprox.__version__} compare: {settings.dtype}, lam={settings.lam:g}, "
+        f"sizes {', '.join(map(str, settings.sizes))}; median of up to {settings.repeat} timed calls "
+        f"(fewer once they take {_compare.TIME_BUDGET:g} s), each limited to {settings.timeout:g} s, after an "
+        "untimed warm-up call per worker process (numba compile time is excluded).",
         flush=True,
     )
-    _warm_up(available, lam)
-    table = _Table(
-        ("backend", "family", "d", "runs", "median time", "max |x - ref|", "ref", "certificate"),
-        (
-            max(7, *map(len, available)) if available else 7,
-            max(map(len, FAMILIES)),
-            max(len(str(d)) for d in sizes),
-            4,
-            11,
-            13,
-            max(5, *map(len, available)) if available else 5,
-            11,
-        ),
-        right=(2, 3, 4, 5),
+    total = sum(
+        len(settings.families) for d in settings.sizes for r in settings.runners if r.max_d is None or d <= r.max_d
     )
-    table.print_header()
-    rows: list[_Row] = []
-    skipped: list[str] = []
-    for d in sizes:
-        for seed, (family, (_, generate)) in enumerate(FAMILIES.items()):
-            w = generate(d, lam, np.random.default_rng(seed))
-            results: dict[str, np.ndarray] = {}
-            problem_rows: list[_Row] = []
-            for name in available:
-                max_size = infos[name].max_size
-                if max_size is not None and d > max_size:
-                    skipped.append(f"{name} (d={d} > max_size {max_size})")
-                    continue
-                row = _Row(name, family, d)
-                try:
-                    x, times = _time_backend(name, w, lam, args.repeat)
-                except Exception as exc:  # report it and go on with the other backends
-                    row.error = f"{type(exc).__name__}: {exc}"
-                else:
-                    results[name] = x
-                    row.runs = len(times)
-                    row.median = statistics.median(times)
-                    row.certificate, row.detail = _certificate(w, x, lam)
-                problem_rows.append(row)
-            ref_name = _reference_name(d, infos, available)
-            ref = results.get(ref_name)
-            if ref is None:
-                ref_name, ref = _compute_reference(ref_name, w, lam, results)
-            for row in problem_rows:
-                row.reference = ref_name if ref is not None else "-"
-                if row.backend in results and ref is not None:
-                    row.diff = float(np.max(np.abs(results[row.backend] - ref)))
-                table.print_row(
-                    (
-                        row.backend,
-                        row.family,
-                        str(row.d),
-                        str(row.runs),
-                        _format_time(row.median),
-                        _format_diff(row),
-                        row.reference,
-                        "ERROR" if row.error else row.certificate,
-                    )
-                )
-            rows.extend(problem_rows)
+    start = time.perf_counter()
+    results = _compare.run(settings, progress=_Progress(total))
+    wall = time.perf_counter() - start
+    print(_compare.format_table(results, settings.timeout))
 
+    skipped = [
+        f"{r.label} (d > {r.max_d})" for r in settings.runners if r.max_d is not None and max(settings.sizes) > r.max_d
+    ]
     if skipped:
-        print("skipped: " + ", ".join(dict.fromkeys(skipped)))
+        print("not run above its size limit: " + ", ".join(skipped))
     for name, reason in unavailable.items():
         print(f"not available: {name} ({reason})")
-    failed = [row for row in rows if row.failed]
-    for row in failed:
-        if row.error:
-            print(f"ERROR: {row.backend} on {row.family} d={row.d}: {row.error}")
-        elif row.certificate != "ok":
-            print(f"FAIL: {row.backend} on {row.family} d={row.d}: optimality certificate {row.detail}")
-    if failed:
-        print(f"FAILED: {len(failed)} of {len(rows)} runs")
-        return 1
-    print(f"all {len(rows)} runs passed the optimality certificate")
-    return 0
-
-
-def _reference_name(d: int, infos: dict, available: list[str]) -> str:
-    info = infos.get(REFERENCE)
-    if REFERENCE in available and (info.max_size is None or d <= info.max_size):
-        return REFERENCE
-    return FALLBACK_REFERENCE
-
-
-def _compute_reference(name: str, w: np.ndarray, lam: float, results: dict) -> tuple[str, np.ndarray | None]:
-    """The reference result when its backend was not among the timed ones (or failed there)."""
-    for candidate in dict.fromkeys([name, FALLBACK_REFERENCE]):
-        if candidate in results:
-            return candidate, results[candidate]
-        try:
-            return candidate, wsprox.prox(w, lam, backend=candidate)
-        except Exception:  # try the next candidate
-            continue
-    return "-", None
-
-
-def _certificate(w: np.ndarray, x: np.ndarray, lam: float) -> tuple[str, str]:
-    """``("ok" | "FAIL" | "error", details)`` from :func:`wsprox.certify`."""
-    try:
-        cert = wsprox.certify(w, x, lam, rtol=CERTIFICATE_RTOL)
-    except Exception as exc:
-        return "error", f"raised {type(exc).__name__}: {exc}"
-    if cert.ok:
-        return "ok", ""
-    violation = getattr(cert, "max_violation", None)
-    return "FAIL", "failed" if violation is None else f"failed: largest violation {violation:.3g} x tolerance"
-
-
-def _format_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
-
-
-def _format_diff(row: _Row) -> str:
-    if row.diff is None:
-        return "-"
-    if row.backend == row.reference:
-        return "(reference)"
-    return f"{row.diff:.2e}"
-
-
-class _Table:
-    """A plain-text table printed row by row (so that long runs show progress), columns of fixed width."""
-
-    def __init__(self, header: tuple[str, ...], widths: tuple[int, ...], right: tuple[int, ...] = ()):
-        self.header = header
-        self.widths = [max(len(h), w) for h, w in zip(header, widths)]
-        self.right = right
-
-    def _format(self, cells) -> str:
-        return "  ".join(
-            str(c).rjust(w) if i in self.right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, self.widths))
-        ).rstrip()
-
-    def print_header(self) -> None:
-        print(self._format(self.header))
-        print("  ".join("-" * w for w in self.widths), flush=True)
-
-    def print_row(self, cells) -> None:
-        print(self._format(cells), flush=True)
+    timeouts = [r for r in results if r.status == "timeout"]
+    if timeouts:
+        print(
+            f"timeouts (> {settings.timeout:g} s, not failures): "
+            + ", ".join(f"{r.runner.label} {r.family} d={r.d}" for r in timeouts)
+        )
+    failed = [r for r in results if r.failed]
+    for r in failed:
+        what = f"{r.runner.label} on {r.family} d={r.d}"
+        if r.status == "error":
+            print(f"ERROR: {what}: {r.error}")
+        else:
+            extra = f" ({r.error})" if r.error else ""
+            print(f"FAIL: {what}: optimality certificate violated ({r.violation or 0:.3g} x tolerance){extra}")
+    status = 1 if any(r.runner.kind == "backend" for r in failed) else 0
+    checked = [r for r in results if r.certificate is not None]
+    if status:
+        print(f"FAILED: {sum(r.runner.kind == 'backend' for r in failed)} backend runs failed")
+    else:
+        print(
+            f"{sum(r.certificate == 'ok' for r in checked)} of {len(checked)} results passed the optimality "
+            f"certificate; every backend passed ({wall:.1f} s)"
+        )
+    machine = _compare.machine_info()
+    if args.json:
+        record = {
+            "schema": "wsprox-compare/1",
+            "wsprox_version": wsprox.__version__,
+            "settings": {
+                "sizes": settings.sizes,
+                "families": settings.families,
+                "backends": [r.name for r in settings.runners if r.kind != "floor"],
+                "dtype": settings.dtype,
+                "lam": settings.lam,
+                "repeat": settings.repeat,
+                "timeout_s": settings.timeout,
+                "time_budget_s": _compare.TIME_BUDGET,
+                "seed": settings.seed,
+                "certificate_rtol": _compare.CERTIFICATE_RTOL,
+                "imports": settings.imports,
+            },
+            "runners": [
+                {"name": r.name, "label": r.label, "kind": r.kind, "device": r.device, "max_d": r.max_d}
+                for r in settings.runners
+            ],
+            "unavailable": unavailable,
+            "machine": machine,
+            "wall_s": wall,
+            "exit_status": status,
+            "results": [r.as_dict() for r in results],
+        }
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        gpu = f", {machine['gpu']}" if machine["gpu"] else ""
+        title = (
+            f"wsprox compare: {settings.dtype}, lam={settings.lam:g}; {machine['cpu']} ({machine['cores']} cores{gpu})"
+        )
+        _compare.plot(results, args.plot, title, settings.timeout)
+        print(f"wrote {args.plot}")
+    return status
 
 
 # ----------------------------------------------------------------------------- backends

@@ -1,0 +1,703 @@
+"""The engine of ``wsprox compare``: time and check solvers, each in its own worker process.
+
+Every solver ("runner": a registered wsprox backend, an external baseline of
+:mod:`wsprox._baselines`, or the sort that is the floor of its device) runs in a worker
+process started with the ``spawn`` method. The worker imports what it needs, calls the
+solver once on a tiny input (the warm-up: numba compilation, first imports; untimed and
+only bounded by :data:`PHASE_TIMEOUT`), then serves one case (family, d) at a time: it
+generates the input itself (so big vectors never cross the pipe), times up to ``repeat``
+calls and reports each time as soon as it is measured, then checks its last result with
+:func:`wsprox.certify`, counts its clusters and sends it back. The parent waits for each
+timed call at most ``timeout`` seconds; past that it kills the worker (numba and GPU code
+cannot be interrupted in-process), reports the case as a timeout and starts a fresh worker
+for the next case. Larger sizes of the same family are then not tried on that runner.
+
+The reference of a case is the cvxpy result where cvxpy is installed and
+``d <= CVXPY_QUICK_MAX_D``, else the float64 numba result (of the same, possibly float32-
+rounded, input); it is reused from the timed runs when they computed it, else computed by
+a worker of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import wsprox
+
+from ._baselines import BASELINES
+from ._families import make_input
+
+__all__ = ["Runner", "Result", "Settings", "select_runners", "run", "machine_info", "format_table"]
+
+#: Largest d at which cvxpy runs when ``--backends`` does not name it, and at which it is the reference.
+#: One cvxpy solve takes about 0.4 s at d = 200, 4 s at d = 500 and 25 s (2.5 GB) at d = 1000.
+CVXPY_QUICK_MAX_D = 200
+#: Stop repeating a runner on a case once its timed calls have taken this long (seconds).
+TIME_BUDGET = 1.0
+#: Size of the warm-up input (a Gaussian vector of the run's dtype).
+WARMUP_SIZE = 64
+#: Limit (seconds) of the untimed phases: worker start and warm-up, input generation, checks.
+PHASE_TIMEOUT = 600.0
+#: Relative tolerance of the optimality certificate.
+CERTIFICATE_RTOL = 1e-9
+#: The fallback reference (float64).
+FALLBACK_REFERENCE = "numba"
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Something that ``wsprox compare`` times.
+
+    Attributes
+    ----------
+    name : str
+        Registered backend name, external baseline name, or ``"sort-<device>"`` for a floor.
+    label : str
+        How tables and plots call it.
+    kind : {"backend", "external", "floor"}
+        A wsprox backend, an external baseline, or the sort of the device.
+    device : {"cpu", "cuda"}
+        Where it computes (and so which sort is its floor).
+    max_d : int or None
+        Largest size it is run on.
+    """
+
+    name: str
+    label: str
+    kind: str
+    device: str
+    max_d: int | None = None
+
+
+@dataclass
+class Settings:
+    """What one ``wsprox compare`` run does (the parsed options)."""
+
+    sizes: list[int]
+    families: list[str]
+    runners: list[Runner]
+    dtype: str = "float64"
+    lam: float = 0.1
+    repeat: int = 5
+    timeout: float = 30.0
+    imports: list[str] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class Result:
+    """The outcome of one runner on one case; ``status`` is ``"ok"``, ``"timeout"`` or ``"error"``."""
+
+    runner: Runner
+    family: str
+    d: int
+    dtype: str
+    status: str = "ok"
+    times: list[float] = field(default_factory=list)
+    certificate: str | None = None
+    violation: float | None = None
+    clusters: int | None = None
+    reference: str | None = None
+    reference_clusters: int | None = None
+    max_abs_diff: float | None = None
+    floor_s: float | None = None
+    error: str | None = None
+    note: str = ""
+    x: np.ndarray | None = field(default=None, repr=False)  # the result, until compared with the reference
+
+    @property
+    def median(self) -> float | None:
+        """Median of the timed calls (None unless ``status == "ok"``)."""
+        return statistics.median(self.times) if self.status == "ok" and self.times else None
+
+    @property
+    def ratio(self) -> float | None:
+        """``median / floor_s``: the time in units of the sort of the same array on the same device."""
+        if self.median is None or not self.floor_s:
+            return None
+        return self.median / self.floor_s
+
+    @property
+    def failed(self) -> bool:
+        """An error or a failed certificate."""
+        return self.status == "error" or self.certificate == "FAIL"
+
+    def as_dict(self) -> dict:
+        """The JSON record of this result."""
+        return {
+            "backend": self.runner.name,
+            "label": self.runner.label,
+            "kind": self.runner.kind,
+            "device": self.runner.device,
+            "family": self.family,
+            "d": self.d,
+            "dtype": self.dtype,
+            "status": self.status,
+            "runs": len(self.times),
+            "times_s": list(self.times),
+            "median_s": self.median,
+            "floor_s": self.floor_s,
+            "ratio_to_sort": self.ratio,
+            "max_abs_diff": self.max_abs_diff,
+            "reference": self.reference,
+            "certificate": self.certificate,
+            "certificate_violation": self.violation,
+            "clusters": self.clusters,
+            "reference_clusters": self.reference_clusters,
+            "error": self.error,
+            "note": self.note or None,
+        }
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+def _floor(device: str) -> Runner:
+    if device == "cpu":
+        return Runner("sort-cpu", "np.argsort (floor)", "floor", "cpu")
+    return Runner(f"sort-{device}", f"{device} sort (floor)", "floor", device)
+
+
+def select_runners(names: list[str] | None) -> tuple[list[Runner], dict[str, str]]:
+    """The runners of a comparison and the reasons why the others do not run.
+
+    Parameters
+    ----------
+    names : list of str or None
+        Registered backends and external baselines to run. None: every available
+        registered backend (cvxpy only up to :data:`CVXPY_QUICK_MAX_D`) and every
+        installed external baseline.
+
+    Returns
+    -------
+    runners : list of Runner
+        The floors of the devices used first, then the solvers in the order asked.
+    unavailable : dict of str to str
+        ``{name: reason}`` of the registered backends and baselines left out because
+        they cannot run here (only those not asked for explicitly, which raise instead).
+
+    Raises
+    ------
+    ValueError
+        A name that is neither registered nor an external baseline, or one that cannot run here.
+    """
+    infos = wsprox.backends()
+    explicit = names is not None
+    if names is None:
+        names = [n for n, i in infos.items() if i.available] + [n for n, b in BASELINES.items() if b.availability()[0]]
+    unavailable: dict[str, str] = {}
+    if not explicit:
+        unavailable.update({n: str(i.reason) for n, i in infos.items() if not i.available})
+        for n, b in BASELINES.items():
+            ok, reason = b.availability()
+            if not ok:
+                unavailable[f"{n} (external)"] = str(reason)
+    runners: list[Runner] = []
+    for name in dict.fromkeys(names):
+        if name in infos:
+            info = infos[name]
+            if not info.available:
+                raise ValueError(f"backend {name!r} is not available here: {info.reason}")
+            device = "cuda" if "cuda" in info.array_kinds else "cpu"
+            max_d = info.max_size
+            if name == "cvxpy" and not explicit:
+                max_d = min(max_d or CVXPY_QUICK_MAX_D, CVXPY_QUICK_MAX_D)
+            runners.append(Runner(name, name, "backend", device, max_d))
+        elif name in BASELINES:
+            ok, reason = BASELINES[name].availability()
+            if not ok:
+                raise ValueError(f"external baseline {name!r} is not available here: {reason}")
+            runners.append(Runner(name, BASELINES[name].label, "external", "cpu"))
+        else:
+            known = ", ".join([*infos, *BASELINES])
+            raise ValueError(f"unknown backend {name!r}; known: {known}")
+    floors = [_floor(device) for device in dict.fromkeys(r.device for r in runners)]
+    return floors + runners, unavailable
+
+
+# ----------------------------------------------------------------------------- worker process
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _to_host(a) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get"):  # cupy
+        return a.get()
+    if hasattr(a, "detach"):  # torch
+        return a.detach().cpu().numpy()
+    if hasattr(a, "copy_to_host"):  # numba.cuda
+        return a.copy_to_host()
+    return np.asarray(a)
+
+
+def _device_tools(device: str):
+    """``(to_device, synchronize, device_sort)`` for ``device``; ``device_sort`` may be None."""
+    if device == "cpu":
+        return (lambda w: w), (lambda: None), np.argsort
+    try:
+        import cupy
+
+        return cupy.asarray, (lambda: cupy.cuda.get_current_stream().synchronize()), cupy.argsort
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return (lambda w: torch.as_tensor(w, device="cuda")), torch.cuda.synchronize, torch.sort
+    except ImportError:
+        pass
+    from numba import cuda
+
+    return cuda.to_device, cuda.synchronize, None
+
+
+def _make_solve(runner: Runner, lam: float):
+    """``(solve, to_device, synchronize)`` of a runner, in the worker process."""
+    to_device, synchronize, device_sort = _device_tools(runner.device)
+    if runner.kind == "floor":
+        if device_sort is None:
+            raise RuntimeError(f"no sort on {runner.device}: install cupy or torch")
+        return device_sort, to_device, synchronize
+    if runner.kind == "external":
+        solve_one = BASELINES[runner.name].make()
+        return (lambda w: solve_one(w, lam)), to_device, synchronize
+    name = runner.name
+    return (lambda w: wsprox.prox(w, lam, backend=name)), to_device, synchronize
+
+
+def _check(w: np.ndarray, x: np.ndarray, lam: float) -> dict:
+    """Certificate and cluster count of a result ``x`` of ``w``."""
+    out: dict = {"x": x}
+    try:
+        cert = wsprox.certify(w, x, lam, rtol=CERTIFICATE_RTOL)
+        out["certificate"] = "ok" if cert.ok else "FAIL"
+        out["violation"] = float(cert.max_violation)
+    except Exception as exc:
+        out["certificate"] = "FAIL"
+        out["error"] = f"certify raised {_describe(exc)}"
+    xs = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    out["clusters"] = int(1 + np.count_nonzero(xs[1:] != xs[:-1])) if xs.size else 0
+    return out
+
+
+def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None, imports: list[str]) -> None:
+    """Body of a worker process: warm up, then serve cases until told to stop (``None``)."""
+    try:
+        for module in imports:
+            importlib.import_module(module)
+        solve, to_device, synchronize = _make_solve(runner, lam)
+        w = make_input("gauss", WARMUP_SIZE, lam, dtype, seed=12345)
+        if cast:
+            w = w.astype(cast)
+        _to_host(solve(to_device(w)))
+        synchronize()
+    except BaseException as exc:
+        conn.send(("error", f"warm-up failed: {_describe(exc)}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        case = conn.recv()
+        if case is None:
+            return
+        family, d, seed, repeat = case
+        try:
+            w = make_input(family, d, lam, dtype, seed)
+            if cast:
+                w = w.astype(cast)
+            wd = to_device(w)
+            synchronize()
+            conn.send(("start", None))
+            times: list[float] = []
+            x = None
+            while len(times) < repeat and sum(times) < TIME_BUDGET:
+                start = time.perf_counter()
+                x = solve(wd)
+                synchronize()
+                times.append(time.perf_counter() - start)
+                conn.send(("time", times[-1]))
+            conn.send(("end", None))
+            info = {} if runner.kind == "floor" else _check(w, _to_host(x), lam)
+            conn.send(("done", info))
+        except Exception as exc:
+            conn.send(("error", _describe(exc)))
+
+
+class _Worker:
+    """The parent's handle on the worker process of one runner (started lazily, restarted after a kill)."""
+
+    def __init__(self, runner: Runner, lam: float, dtype: str, imports: list[str], cast: str | None = None):
+        self.runner, self.lam, self.dtype, self.imports, self.cast = runner, lam, dtype, imports, cast
+        self.process = None
+        self.conn = None
+        self.broken: str | None = None  # warm-up error: do not try again
+
+    def _receive(self, timeout: float):
+        """The next message, ``("timeout", None)`` or ``("died", text)``."""
+        try:
+            if not self.conn.poll(timeout):
+                return "timeout", None
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(1.0)
+            return "died", f"worker process died (exit code {self.process.exitcode})"
+
+    def _start(self) -> str | None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main,
+            args=(child, self.runner, self.lam, self.dtype, self.cast, self.imports),
+            name=f"wsprox-compare-{self.runner.name}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        kind, payload = self._receive(PHASE_TIMEOUT)
+        if kind == "ready":
+            return None
+        self.kill()
+        if kind == "timeout":
+            return f"warm-up took more than {PHASE_TIMEOUT:g} s"
+        return payload
+
+    def kill(self) -> None:
+        """End the worker process now (it may be inside uninterruptible compiled code)."""
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(5.0)
+            self.conn.close()
+        self.process = self.conn = None
+
+    def close(self) -> None:
+        """Ask the worker to stop, killing it if it does not."""
+        if self.process is not None and self.process.is_alive():
+            try:
+                self.conn.send(None)
+                self.process.join(5.0)
+            except (OSError, EOFError, BrokenPipeError):
+                pass
+        self.kill()
+
+    def run(self, family: str, d: int, seed: int, repeat: int, timeout: float) -> dict:
+        """Run one case: ``{"status", "times", "error", ...check results}``."""
+        if self.broken:
+            return {"status": "error", "times": [], "error": self.broken}
+        if self.process is None:
+            error = self._start()
+            if error:
+                self.broken = error
+                return {"status": "error", "times": [], "error": error}
+        self.conn.send((family, d, seed, repeat))
+        kind, payload = self._receive(PHASE_TIMEOUT)
+        if kind != "start":
+            return self._failed(kind, payload, "generating the input")
+        times: list[float] = []
+        while True:
+            kind, payload = self._receive(timeout)
+            if kind == "time" and payload <= timeout:
+                times.append(payload)
+                continue
+            if kind == "end":
+                break
+            if kind in ("timeout", "time"):
+                self.kill()
+                return {"status": "timeout", "times": times, "error": None}
+            return self._failed(kind, payload, "a timed call")
+        kind, payload = self._receive(PHASE_TIMEOUT)
+        if kind != "done":
+            return self._failed(kind, payload, "checking the result")
+        return {"status": "ok", "times": times, **payload}
+
+    def _failed(self, kind: str, payload, phase: str) -> dict:
+        if kind == "timeout":
+            self.kill()
+            payload = f"{phase} took more than {PHASE_TIMEOUT:g} s"
+        elif kind == "died":
+            self.kill()
+        return {"status": "error", "times": [], "error": str(payload)}
+
+
+# ----------------------------------------------------------------------------- the comparison
+
+
+def _reference_candidates(d: int) -> list[str]:
+    infos = wsprox.backends()
+    names = []
+    if "cvxpy" in infos and infos["cvxpy"].available and d <= CVXPY_QUICK_MAX_D:
+        names.append("cvxpy")
+    if FALLBACK_REFERENCE in infos and infos[FALLBACK_REFERENCE].available:
+        names.append(FALLBACK_REFERENCE)
+    return names
+
+
+def run(settings: Settings, progress=None) -> list[Result]:
+    """Run every runner on every case of ``settings``.
+
+    Parameters
+    ----------
+    settings : Settings
+        The runners, sizes, families and options.
+    progress : callable, optional
+        ``progress(text)`` is called before each case and once with None at the end
+        (``wsprox compare`` drives a tqdm bar with it).
+
+    Returns
+    -------
+    list of Result
+        One per runner and case, in the order size, family, runner; cases above a
+        runner's ``max_d`` are left out.
+    """
+    sizes = sorted(dict.fromkeys(settings.sizes))
+    workers = {r.name: _Worker(r, settings.lam, settings.dtype, settings.imports) for r in settings.runners}
+    ref_workers: dict[str, _Worker] = {}
+    timed_out: dict[tuple[str, str], int] = {}
+    results: list[Result] = []
+    try:
+        for d in sizes:
+            for worker in workers.values():  # free what is no longer needed
+                if worker.runner.max_d is not None and d > worker.runner.max_d:
+                    worker.close()
+            for index, family in enumerate(settings.families):
+                seed = settings.seed + 1000 * index
+                case: list[Result] = []
+                for runner in settings.runners:
+                    if runner.max_d is not None and d > runner.max_d:
+                        continue
+                    if progress is not None:
+                        progress(f"{runner.label} {family} d={d}")
+                    result = Result(runner, family, d, settings.dtype)
+                    if (runner.name, family) in timed_out:
+                        result.status = "timeout"
+                        result.note = f"not run: timed out at d={timed_out[runner.name, family]}"
+                    else:
+                        outcome = workers[runner.name].run(family, d, seed, settings.repeat, settings.timeout)
+                        result.status = outcome["status"]
+                        result.times = outcome["times"]
+                        result.error = outcome.get("error")
+                        result.certificate = outcome.get("certificate")
+                        result.violation = outcome.get("violation")
+                        result.clusters = outcome.get("clusters")
+                        result.x = outcome.get("x")
+                        if result.status == "timeout":
+                            timed_out[runner.name, family] = d
+                    case.append(result)
+                _finish_case(case, settings, family, d, seed, ref_workers)
+                results.extend(case)
+    finally:
+        for worker in [*workers.values(), *ref_workers.values()]:
+            worker.close()
+        if progress is not None:
+            progress(None)
+    return results
+
+
+def _finish_case(case: list[Result], settings: Settings, family: str, d: int, seed: int, ref_workers) -> None:
+    """Fill in floors, ratios, the reference and the differences to it; drop the result arrays."""
+    floors = {r.runner.device: r.median for r in case if r.runner.kind == "floor"}
+    for r in case:
+        r.floor_s = floors.get(r.runner.device)
+    if any(r.x is not None for r in case):
+        ref_name, ref = _reference(case, settings, family, d, seed, ref_workers)
+        for r in case:
+            x = r.x
+            if x is None or ref is None:
+                continue
+            r.reference = ref_name
+            r.reference_clusters = int(1 + np.count_nonzero(np.diff(np.sort(ref))))
+            r.max_abs_diff = float(np.max(np.abs(np.asarray(x, dtype=np.float64) - ref)))
+    for r in case:
+        r.x = None
+
+
+def _reference(case, settings, family, d, seed, ref_workers) -> tuple[str | None, np.ndarray | None]:
+    for name in _reference_candidates(d):
+        if settings.dtype == "float64":
+            for r in case:
+                if r.runner.name == name and r.runner.kind == "backend" and r.x is not None:
+                    return name, np.asarray(r.x, dtype=np.float64)
+        if name not in ref_workers:
+            runner = Runner(name, name, "backend", "cpu")
+            ref_workers[name] = _Worker(runner, settings.lam, settings.dtype, settings.imports, cast="float64")
+        outcome = ref_workers[name].run(family, d, seed, 1, PHASE_TIMEOUT)
+        if outcome["status"] == "ok" and outcome.get("x") is not None:
+            return name, np.asarray(outcome["x"], dtype=np.float64)
+    return None, None
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def machine_info() -> dict:
+    """CPU, cores, platform, Python and library versions, GPU name (None without one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "wsprox": wsprox.__version__}
+    for module in ("numba", "scipy", "sklearn", "cvxpy", "torch", "torchsort", "cupy"):
+        mod = sys.modules.get(module)
+        if mod is None:
+            try:
+                from importlib.metadata import version
+
+                dist = {"sklearn": "scikit-learn"}.get(module, module)
+                versions[module] = version(dist)
+            except Exception:
+                versions[module] = None
+        else:
+            versions[module] = getattr(mod, "__version__", None)
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "platform": platform.platform(),
+        "versions": versions,
+        "gpu": _gpu_name(),
+    }
+
+
+def _gpu_name() -> str | None:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return ", ".join(names) if out.returncode == 0 and names else None
+
+
+def format_time(seconds: float | None) -> str:
+    """``1.23 ms`` style; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+TABLE_HEADER = ("backend", "family", "d", "runs", "median", "x sort", "max |x - ref|", "ref", "clusters", "certificate")
+
+
+def table_cells(r: Result, timeout: float) -> tuple[str, ...]:
+    """The table row of a result (see :data:`TABLE_HEADER`)."""
+    if r.status == "timeout":
+        median = f"> {format_time(timeout)}"
+    elif r.status == "error":
+        median = "-"
+    else:
+        median = format_time(r.median)
+    if r.max_abs_diff is None:
+        diff = "-"
+    elif r.runner.name == r.reference and r.runner.kind == "backend" and r.dtype == "float64":
+        diff = "(reference)"
+    else:
+        diff = f"{r.max_abs_diff:.1e}"
+    status = {"timeout": "timeout", "error": "ERROR"}.get(r.status) or r.certificate or "-"
+    return (
+        r.runner.label,
+        r.family,
+        str(r.d),
+        str(len(r.times)),
+        median,
+        "-" if r.ratio is None else f"{r.ratio:.2f}",
+        diff,
+        r.reference or "-",
+        "-" if r.clusters is None else str(r.clusters),
+        status,
+    )
+
+
+def format_table(results: list[Result], timeout: float) -> str:
+    """The results as a plain-text table (columns of :data:`TABLE_HEADER`), grouped by family and size."""
+    order = {}
+    for r in results:
+        order.setdefault(r.family, len(order))
+    rows = [table_cells(r, timeout) for r in sorted(results, key=lambda r: (order[r.family], r.d))]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(TABLE_HEADER)]
+    right = {2, 3, 4, 5, 6, 8}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(TABLE_HEADER).rstrip(), "  ".join("-" * w for w in widths)]
+    for k, row in enumerate(rows):
+        if k and row[1] != rows[k - 1][1]:
+            out.append("")  # a blank line between families
+        out.append(line(row).rstrip())
+    return "\n".join(out)
+
+
+def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
+    """Time against d (log-log), one panel per family, one line per runner; timeouts as triangles at ``timeout``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    families = list(dict.fromkeys(r.family for r in results))
+    runners = list(dict.fromkeys(r.runner for r in results))
+    ncols = min(4, max(1, len(families)))
+    nrows = -(-len(families) // ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    colors = {}
+    for k, runner in enumerate(runners):
+        colors[runner] = "0.4" if runner.kind == "floor" else f"C{k % 10}"
+    for ax, family in zip(axes.flat, families):
+        for runner in runners:
+            mine = sorted((r for r in results if r.family == family and r.runner == runner), key=lambda r: r.d)
+            ok = [(r.d, r.median) for r in mine if r.median is not None]
+            style = "--" if runner.kind == "floor" else "-"
+            if ok:
+                ax.plot(*zip(*ok), style, marker="o", ms=3, color=colors[runner], label=runner.label)
+            slow = [(r.d, timeout) for r in mine if r.status == "timeout"]
+            if slow:
+                ax.plot(*zip(*slow), "^", color=colors[runner])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(family)
+        ax.set_xlabel("d")
+        ax.set_ylabel("median time (s)")
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in list(axes.flat)[len(families) :]:
+        ax.set_visible(False)
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels) or 1), fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    fig.savefig(path, dpi=110, format="png")
