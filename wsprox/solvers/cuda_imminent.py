@@ -19,6 +19,8 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, int64
 
+from .cuda_kernels import get_scan_kernel
+
 __all__ = ["solve", "run_rows"]
 
 #: Threads per block of every launch (tests patch it).
@@ -65,33 +67,7 @@ def _kernels(tpb):
         else:
             head[r, j] = 1.0
 
-    @cuda.jit
-    def k_scan(src, dst):
-        part = cuda.shared.array(TPB, float64)
-        r = cuda.blockIdx.x
-        n = src.shape[1]
-        tid = cuda.threadIdx.x
-        nthr = cuda.blockDim.x
-        chunk = (n + nthr - 1) // nthr
-        lo = tid * chunk
-        hi = min(lo + chunk, n)
-        acc = 0.0
-        for i in range(lo, hi):
-            acc += src[r, i]
-        part[tid] = acc
-        cuda.syncthreads()
-        if tid == 0:
-            running = 0.0
-            for i in range(nthr):
-                v = part[i]
-                part[i] = running
-                running += v
-        cuda.syncthreads()
-        acc = part[tid]
-        for i in range(lo, hi):
-            v = src[r, i]
-            dst[r, i] = acc
-            acc += v
+    k_scan = get_scan_kernel(TPB)
 
     @cuda.jit
     def k_compact(bstart, bsum, nblk, head, idx, nstart, nsum, nnew):

@@ -27,7 +27,7 @@ import functools
 
 from numba import cuda, float32, float64, int64
 
-__all__ = ["get_kernels", "k_nonfinite"]
+__all__ = ["get_kernels", "get_scan_kernel", "k_nonfinite"]
 
 
 @cuda.jit
@@ -40,6 +40,47 @@ def k_nonfinite(w, count, first):
         if not (v - v == 0.0):  # NaN and +-inf give NaN
             cuda.atomic.add(count, 0, 1)
             cuda.atomic.min(first, 0, i)
+
+
+@functools.cache
+def get_scan_kernel(threads_per_block: int):
+    """Compile (lazily) and return ``k_scan`` for ``threads_per_block`` threads per block.
+
+    ``k_scan(src, dst)``: exclusive float64 scan along axis 1, one thread block per row.
+    Shared by the ``cuda`` and ``cuda-imminent`` backends.
+    """
+    TPB = int(threads_per_block)
+
+    @cuda.jit
+    def k_scan(src, dst):
+        """Exclusive float64 scan along axis 1 (grid = n_rows blocks of TPB threads)."""
+        part = cuda.shared.array(TPB, float64)
+        r = cuda.blockIdx.x
+        n = src.shape[1]
+        tid = cuda.threadIdx.x
+        nthr = cuda.blockDim.x
+        chunk = (n + nthr - 1) // nthr
+        lo = tid * chunk
+        hi = min(lo + chunk, n)
+        acc = 0.0
+        for i in range(lo, hi):
+            acc += src[r, i]
+        part[tid] = acc
+        cuda.syncthreads()
+        if tid == 0:
+            running = 0.0
+            for i in range(nthr):
+                v = part[i]
+                part[i] = running
+                running += v
+        cuda.syncthreads()
+        acc = part[tid]
+        for i in range(lo, hi):
+            v = src[r, i]
+            dst[r, i] = acc
+            acc += v
+
+    return k_scan
 
 
 @functools.cache
@@ -258,34 +299,7 @@ def get_kernels(tile: int, threads_per_block: int):
             else:
                 R[r, t] = base + 1
 
-    @cuda.jit
-    def k_scan(src, dst):
-        """Exclusive float64 scan along axis 1 (grid = n_rows blocks of TPB threads)."""
-        part = cuda.shared.array(TPB, float64)
-        r = cuda.blockIdx.x
-        n = src.shape[1]
-        tid = cuda.threadIdx.x
-        nthr = cuda.blockDim.x
-        chunk = (n + nthr - 1) // nthr
-        lo = tid * chunk
-        hi = min(lo + chunk, n)
-        acc = 0.0
-        for i in range(lo, hi):
-            acc += src[r, i]
-        part[tid] = acc
-        cuda.syncthreads()
-        if tid == 0:
-            running = 0.0
-            for i in range(nthr):
-                v = part[i]
-                part[i] = running
-                running += v
-        cuda.syncthreads()
-        acc = part[tid]
-        for i in range(lo, hi):
-            v = src[r, i]
-            dst[r, i] = acc
-            acc += v
+    k_scan = get_scan_kernel(TPB)
 
     @cuda.jit
     def k_bridge(level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
