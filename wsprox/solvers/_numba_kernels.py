@@ -117,7 +117,8 @@ def expand_blocks(perm, unit, drift, l1, center, block_end, block_sum, n_blocks,
     for j in range(n_blocks):
         end = block_end[j]
         n = end - start
-        m = block_sum[j] / n + drift * np.float64(d - start - end) + center
+        mean = block_sum[j] if n == 1 else block_sum[j] / n
+        m = mean + drift * np.float64(d - start - end) + center
         if m < previous:
             m = previous
         previous = m
