@@ -1,7 +1,8 @@
 """Speed of the numba backend against the floors and pipelines named in its issue.
 
-Runs in one process (so every ratio compares timings taken under the same conditions),
-after a warm-up call that absorbs numba compilation, and reports medians of repeated runs:
+Runs in one process, after a warm-up call that absorbs numba compilation, and reports
+medians of repeated runs, the prox and its baseline timed alternately (so that a ratio
+compares timings taken under the same machine conditions):
 
 - float32, d = 1e7: the whole prox against ``np.argsort`` of the same array (goal: <= 1x);
 - float64, d = 1e6: against ``np.argsort`` (goal: <= 1.3x) and the scipy pipeline
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -29,14 +31,33 @@ import numpy as np
 import wsprox
 
 
-def median_time(fn, repeat):
-    fn()  # warm-up: numba compilation, page faults of first allocations
-    times = []
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def paired_median_times(fn_a, fn_b, repeat):
+    """Medians of ``repeat`` interleaved timings of two callables (after one warm-up each).
+
+    Interleaving makes both see the same machine conditions (a shared or throttled
+    machine drifts in speed between runs), so their ratio is more stable.
+    """
+    fn_a()  # warm-up: numba compilation, page faults of first allocations
+    fn_b()
+    times_a, times_b = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return float(np.median(times_a)), float(np.median(times_b))
 
 
 def scipy_pipeline(w, lam):
@@ -101,8 +122,7 @@ def main(argv=None):
     rows = []
     for case in tqdm(cases(args.quick), desc="bench_numba", unit="case"):
         name, baseline = case["baseline"]
-        t_prox = median_time(case["prox"], args.repeat)
-        t_base = median_time(baseline, args.repeat)
+        t_prox, t_base = paired_median_times(case["prox"], baseline, args.repeat)
         ratio = t_prox / t_base
         rows.append(
             {
@@ -115,7 +135,7 @@ def main(argv=None):
                 "met": bool(ratio <= case["limit"]),
             }
         )
-    machine = f"{platform.processor() or platform.machine()}, {platform.system()}, numpy {np.__version__}"
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, numpy {np.__version__}"
     header = f"{'case':<28}{'baseline':<24}{'prox [s]':>10}{'base [s]':>10}{'ratio':>8}  goal"
     print(f"\nnumba backend, {machine}, medians of {args.repeat} runs after a warm-up\n")
     print(header)

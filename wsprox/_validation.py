@@ -86,10 +86,14 @@ def check_finite(arr: np.ndarray, name: str = "w") -> None:
     """Raise ValueError naming the count and first position of non-finite entries."""
     if arr.dtype.kind not in "fc" or arr.size == 0:
         return
-    # min and max propagate NaN and expose infinities without a d-sized temporary
-    if np.isfinite(arr.min()) and np.isfinite(arr.max()):
-        return
+    # One pass, no d-sized temporary: a NaN or an infinity makes the sum non-finite. A finite
+    # array whose sum overflows takes the exact check below (and passes it).
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum()):
+            return
     bad = np.logical_not(np.isfinite(arr))
+    if not bad.any():
+        return
     count = int(np.count_nonzero(bad))
     first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.ravel())), arr.shape))
     where = first if arr.ndim != 1 else first[0]

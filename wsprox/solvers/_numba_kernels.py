@@ -102,10 +102,12 @@ def soft_threshold(m, l1):
 
 
 @njit(cache=True)
-def expand_blocks(perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
+def expand_blocks(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
     """Write each block's value (and cluster id) to the original positions of its elements.
 
-    Block values are ``mean + drift (d - a - b) + center``, made non-decreasing
+    Block values are ``mean + drift (d - a - b) + center`` (for a single element, ``x + v``
+    directly: no cancellation against the median in rows of huge dynamic range), made
+    non-decreasing
     (guarding against rounding), soft-thresholded by ``l1``, divided by ``unit`` and cast
     to ``out.dtype``; cluster ids count distinct cast values in increasing order.
     """
@@ -117,8 +119,10 @@ def expand_blocks(perm, unit, drift, l1, center, block_end, block_sum, n_blocks,
     for j in range(n_blocks):
         end = block_end[j]
         n = end - start
-        mean = block_sum[j] if n == 1 else block_sum[j] / n
-        m = mean + drift * np.float64(d - start - end) + center
+        if n == 1:
+            m = np.float64(xs[start]) * unit + drift * np.float64(d - start - end)
+        else:
+            m = block_sum[j] / n + drift * np.float64(d - start - end) + center
         if m < previous:
             m = previous
         previous = m
@@ -152,7 +156,9 @@ def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_
     block_sum = free.view(np.float64)
     drift = lam * unit / np.float64(d - 1) if d > 1 else 0.0
     n_blocks = pool_blocks(xs, unit, drift, center, block_end, block_sum)
-    expand_blocks(perm[:d], unit, drift, l1 * unit, center, block_end, block_sum, n_blocks, out, labels, want_labels)
+    expand_blocks(
+        xs, perm[:d], unit, drift, l1 * unit, center, block_end, block_sum, n_blocks, out, labels, want_labels
+    )
 
 
 @njit(cache=True)

@@ -137,18 +137,24 @@ def sort_float64(row, keys, scratch, perm):
     values = scratch.view(np.float64)
     for i in range(d):
         values[i] = row[i]
-    for i in range(d):
         keys[i] = (order_key64(scratch[i]) & _U64_HIGH) | np.uint64(i)
     if packed_radix_sort(keys, scratch):
         result, free = scratch, keys
     else:
         result, free = keys, scratch
     xs = free.view(np.float64)
+    ties = False  # any two neighbours with equal top halves?
+    previous = _U64_ALL  # no top half (32 bits) equals this
     for k in range(d):
-        i = np.uint32(result[k] & _U32_ALL)
+        key = result[k]
+        i = np.uint32(key & _U32_ALL)
         perm[k] = i
         xs[k] = row[i]
-    _sort_runs_by_low_half(row, xs, free, perm, result)
+        high = key >> _SHIFT32
+        ties = ties or high == previous
+        previous = high
+    if ties:
+        _sort_runs_by_low_half(row, xs, free, perm, result)
     return xs, result
 
 
