@@ -1,0 +1,1 @@
+"""asv benchmarks of wsprox (see asv_bench/README.md)."""
