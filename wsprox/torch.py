@@ -10,9 +10,9 @@
 
 CPU tensors are handed to the numba backend as numpy views (no copy; non-contiguous
 tensors are fine) and the result wraps the backend's output array (no copy). CUDA tensors
-go to the ``cuda`` backend zero-copy, on the current stream. Tested with torch 2.13;
-needs torch >= 2.0 (``Optimizer.register_step_post_hook``). Importing :mod:`wsprox` never
-imports torch; importing :mod:`wsprox.torch` does.
+go to the ``cuda`` backend zero-copy, on the current stream. Supports torch >= 2.1 (the
+``torch`` extra's floor) and is tested with torch 2.13 (CPU build). Importing :mod:`wsprox`
+never imports torch; importing :mod:`wsprox.torch` does.
 """
 
 from __future__ import annotations
