@@ -492,10 +492,12 @@ def strided_views():
         base[:, 3],
         base[..., ::-3].T,
         base.swapaxes(0, 2)[::-1],
+        np.broadcast_to(base[0, 0], (6, 8, 10)),  # stride 0: not dense in memory
+        np.broadcast_to(base[:, :1, :], (6, 8, 10)).transpose(2, 0, 1),
     ]
 
 
-@pytest.mark.parametrize("k", range(8))
+@pytest.mark.parametrize("k", range(10))
 @pytest.mark.parametrize("axis", [None, 0, -1])
 def test_strided_views_match_copies_bitwise(k, axis):
     view = strided_views()[k]
@@ -526,3 +528,24 @@ def test_transposed_input_is_not_copied(monkeypatch):
     assert seen == [True]
     assert x.flags.f_contiguous  # the result keeps the input's layout
     np.testing.assert_array_equal(x, wsprox.prox(np.ascontiguousarray(w), 0.1))
+
+
+def test_broadcast_input_matches_copy():
+    w = np.broadcast_to(np.array([0.0, 1.0, 5.0]), (2, 3))
+    x, labels = wsprox.prox(w, 1.0, return_clusters=True)
+    np.testing.assert_array_equal(x, [[0.8, 1.0, 4.2], [0.8, 1.0, 4.2]])
+    np.testing.assert_array_equal(labels, [[0, 1, 2], [0, 1, 2]])
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4", ">i4"])
+def test_non_native_byte_order(dtype):
+    w = np.array([0.0, 1.0, 5.0]).astype(dtype)
+    x = wsprox.prox(w, 1.0)
+    np.testing.assert_array_equal(x, [1.0, 1.0, 4.0])
+    expected = np.dtype(dtype).newbyteorder("=") if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
+    assert x.dtype == expected and x.dtype.isnative
+
+
+def test_strength_too_large_for_a_float():
+    with pytest.raises(ValueError, match="lam must be finite"):
+        wsprox.prox(np.ones(3), 10**400)

@@ -303,3 +303,12 @@ def test_validation_errors():
     # certify(...) is keyword-only after lam
     with pytest.raises(TypeError):
         certify(w, x, 1.0, None)
+
+
+def test_certify_pairs_elements_whatever_the_layouts():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((30, 40))
+    x = wsprox.prox(w, 0.5)
+    for wv, xv in [(w, np.asfortranarray(x)), (np.asfortranarray(w), x), (w.T.copy().T, x[:, :]), (w, x)]:
+        assert wsprox.certify(wv, xv, 0.5).ok
+    assert not wsprox.certify(w, np.asfortranarray(x).T.copy().T[::-1], 0.5).ok  # rows swapped: rejected

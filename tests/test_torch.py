@@ -344,3 +344,30 @@ def test_cuda_tensor_matches_cpu():
     tg = t.cuda().double().requires_grad_(True)
     wt.prox(tg, 0.3).sum().backward()
     assert tg.grad.is_cuda
+
+
+def test_bfloat16_labels_are_groups_of_equal_value():
+    t = torch.tensor([1.015625, 1.0234375, 1.0390625, 1.0, 1.0078125], dtype=torch.bfloat16)
+    x, labels = wt.prox(t, 0.01268, return_clusters=True)
+    values = x.float().numpy()
+    np.testing.assert_array_equal(labels.numpy(), np.unique(values, return_inverse=True)[1])
+
+
+def test_expanded_tensor_matches_copy():
+    t = torch.tensor([0.0, 1.0, 5.0], dtype=torch.float64).expand(2, 3)
+    torch.testing.assert_close(wt.prox(t, 1.0), wt.prox(t.contiguous(), 1.0), rtol=0, atol=0)
+
+
+def test_clusters_with_dim_tie_only_within_rows():
+    q = torch.nn.Parameter(torch.tensor([[0.0, 1.0], [10.0, 11.0]], dtype=torch.float64))
+    opt = torch.optim.SGD([q], lr=1.0)
+    ws = wt.WeightSharing(opt, [("q", q)], 5.0, dim=1)
+    ws.apply()
+    clusters = ws.clusters()["q"]
+    assert clusters.tolist() == [[0, 0], [1, 1]]  # each row pooled on its own; ids unique across rows
+    wt.TiedWeights(opt, [("q", q, clusters)])
+    assert q.detach().tolist() == [[0.5, 0.5], [10.5, 10.5]]
+    with pytest.raises(IndexError, match="dim 5 is out of range"):
+        ws.load_state_dict({**ws.state_dict(), "dim": 5})
+    with pytest.raises(IndexError, match="out of range"):
+        wt.TiedWeights(opt, [("q", q, clusters)], dim=3)

@@ -123,6 +123,8 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
 
         return prox_device(w, lam, l1=l1, axis=axis, backend=backend, out=out, return_clusters=return_clusters)
     arr = as_host_array(w)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     compute_dtype, out_dtype = resolve_dtypes(arr.dtype)
     ax = normalize_axis(axis, arr.ndim)
     if out is not None:
@@ -137,7 +139,7 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     if solver.max_size is not None and d > solver.max_size:
         raise ValueError(f"w: problem size d={d} is too large for backend {solver.name!r} (at most {solver.max_size})")
     if compute_dtype.name not in solver.dtypes:
-        compute_dtype = np.dtype(solver.dtypes[-1])
+        compute_dtype = np.dtype("float64" if "float64" in solver.dtypes else solver.dtypes[0])
     rows = rows.astype(compute_dtype, copy=False)
 
     if n == 0 or d == 0:
@@ -240,15 +242,32 @@ def _soft_threshold(a: np.ndarray, l1: float) -> np.ndarray:
     return (np.copysign(shrunk, a64) + 0.0).astype(a.dtype)
 
 
+def _dense_in_memory(arr: np.ndarray) -> bool:
+    """True if ``arr``'s elements fill one block of memory, in some order of its axes.
+
+    Then ``arr.ravel(order="K")`` is a view, and ``np.empty_like(arr).ravel(order="K")``
+    lists the elements in the same order. Broadcast (stride-0) and sliced arrays are not.
+    """
+    axes = sorted((abs(stride), size) for size, stride in zip(arr.shape, arr.strides) if size > 1)
+    expected = arr.itemsize
+    for stride, size in axes:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def _as_rows(arr: np.ndarray, axis: int | None) -> tuple[np.ndarray, tuple]:
     """View (or copy) ``arr`` as a 2-D ``(n_problems, d)`` array; also return the moved shape.
 
-    With ``axis=None`` the elements are taken in memory order (``ravel(order="K")``), so
-    a transposed or otherwise permuted dense array is used without a copy: the whole
-    array is one problem and the prox commutes with permutations.
+    With ``axis=None`` a dense array (see :func:`_dense_in_memory`) is taken in memory
+    order, so a transposed or otherwise permuted array is used without a copy: the whole
+    array is one problem and the prox commutes with permutations. Other arrays are taken
+    in C order.
     """
     if axis is None:
-        return arr.ravel(order="K").reshape(1, arr.size), (1, arr.size)
+        flat = arr.ravel(order="K") if _dense_in_memory(arr) else arr.reshape(-1)
+        return flat.reshape(1, arr.size), (1, arr.size)
     moved = np.moveaxis(arr, axis, -1)
     n = int(np.prod(moved.shape[:-1]))
     return moved.reshape(n, arr.shape[axis]), moved.shape
@@ -257,11 +276,11 @@ def _as_rows(arr: np.ndarray, axis: int | None) -> tuple[np.ndarray, tuple]:
 def _from_rows(x: np.ndarray, moved_shape: tuple, axis: int | None, like: np.ndarray) -> np.ndarray:
     """Inverse of :func:`_as_rows`: an array shaped like ``like``.
 
-    With ``axis=None`` the result has ``like``'s memory layout, filled in memory order
-    (the order :func:`_as_rows` read it in); otherwise it is C-contiguous.
+    With ``axis=None`` and a dense ``like`` the result has ``like``'s memory layout, filled
+    in memory order (the order :func:`_as_rows` read it in); otherwise it is C-contiguous.
     """
     if axis is None:
-        if like.flags.c_contiguous:
+        if like.flags.c_contiguous or not _dense_in_memory(like):
             return x.reshape(like.shape)
         result = np.empty_like(like, dtype=x.dtype)
         flat = result.ravel(order="K")

@@ -152,8 +152,12 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     check_finite(w_arr, "w")
     check_finite(x_arr, "x")
 
-    w_rows, moved_shape = _as_rows(w_arr, ax)
-    x_rows, _ = _as_rows(x_arr, ax)
+    if ax is None:  # one shared element order for w and x, whatever their memory layouts
+        w_rows, moved_shape = w_arr.reshape(1, -1), (1, w_arr.size)
+        x_rows = x_arr.reshape(1, -1)
+    else:
+        w_rows, moved_shape = _as_rows(w_arr, ax)
+        x_rows, _ = _as_rows(x_arr, ax)
     batch_shape = () if ax is None else tuple(moved_shape[:-1])
     eps_x = float(np.finfo(x_arr.dtype).eps) if x_arr.dtype.kind == "f" else 0.0
     violation = _violations(w_rows, x_rows, lam, rtol, eps_x)

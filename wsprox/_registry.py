@@ -130,8 +130,9 @@ def register_backend(
         Subset of ``("numpy", "cuda")``. Default ``("numpy",)``.
     dtypes : tuple of str, optional
         Compute dtypes accepted, a subset of ``("float32", "float64")``. Inputs of an
-        accepted dtype are passed unchanged; others are converted to float64 (or to
-        float32 for float16 input when float32 is accepted).
+        accepted dtype are passed unchanged (float16 is passed as float32 when float32 is
+        accepted); others are converted to float64 if it is accepted, else to float32.
+        The result is cast back to the output dtype of :func:`wsprox.prox`.
     batched : bool, optional
         Whether the solver processes the rows of a batch in parallel.
     max_size : int, optional

@@ -24,7 +24,10 @@ def check_strength(value, name: str) -> float:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be finite, got {value!r:.40}") from None
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if value < 0:

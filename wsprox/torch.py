@@ -107,7 +107,21 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_lab
         labels = None if labels is None else labels.permute(inverse)
     if t.dtype == torch.bfloat16:
         x = x.to(torch.bfloat16)
+        if labels is not None:  # groups of equal value after the cast, as for every dtype
+            labels = _labels_from_values(x, dim)
     return x, labels
+
+
+def _labels_from_values(x: torch.Tensor, dim) -> torch.Tensor:
+    """Per problem, the distinct values of ``x`` numbered ``0..K-1`` in increasing order."""
+    rows = x.reshape(1, -1) if dim is None else x.movedim(dim, -1).reshape(-1, x.shape[dim])
+    if rows.numel() == 0:
+        return torch.zeros(x.shape, dtype=torch.int64, device=x.device)
+    values, order = torch.sort(rows, dim=1, stable=True)
+    starts = torch.zeros(rows.shape, dtype=torch.int64, device=x.device)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    labels = torch.empty_like(order).scatter_(1, order, torch.cumsum(starts, dim=1))
+    return _unmove(labels.reshape(-1), x, dim)
 
 
 def _global_ids(labels: torch.Tensor, dim) -> tuple[torch.Tensor, int]:
@@ -383,7 +397,6 @@ class WeightSharing:
         self.params = _named_params(params)
         for _, p in self.params:
             _group_of(optimizer, p)
-            _normalize_dim(dim, p.dim())
         self._configure(lam=lam, l1=l1, dim=dim, rho=rho)
         self.backend = backend
         self.steps = 0
@@ -394,9 +407,9 @@ class WeightSharing:
     def _configure(self, *, lam, l1, dim, rho):
         self.lam = check_strength(lam, "lam")
         self.l1 = check_strength(l1, "l1")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
-            raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
-        self.dim = dim
+        for _, p in self.params:
+            _normalize_dim(dim, p.dim())
+        self.dim = None if dim is None else int(dim)
         rho = check_strength(rho, "rho")
         if rho >= 1:
             raise ValueError(f"rho must be in [0, 1), got {rho}")
@@ -409,9 +422,8 @@ class WeightSharing:
     def apply(self) -> None:
         """Apply one proximal step now (the hook calls this after every ``step()``)."""
         for name, p in self.params:
-            lr = _group_of(self.optimizer, p)["lr"]
-            lr = float(lr)
-            dim = None if self.dim is None else self.dim % p.dim()
+            lr = float(_group_of(self.optimizer, p)["lr"])
+            dim = _normalize_dim(self.dim, p.dim())
             x, labels = prox(
                 p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True
             )
@@ -419,7 +431,8 @@ class WeightSharing:
                 mean = cluster_mean(p.detach(), labels, dim=dim)
                 x = torch.where(x == 0, x, x + self.rho * (mean - x))
             p.copy_(x)
-            self._clusters[name] = labels
+            # ids unique across the whole tensor, so that they mean the same with any dim
+            self._clusters[name] = labels if dim is None else _unmove(_global_ids(labels, dim)[0], labels, dim)
             self._metrics[name] = sharing_metrics(x, labels, dim=dim)
         self.steps += 1
 
@@ -428,7 +441,11 @@ class WeightSharing:
         return {name: dict(m) for name, m in self._metrics.items()}
 
     def clusters(self) -> dict[str, torch.Tensor]:
-        """Per parameter name, the cluster ids after the last step (for :class:`TiedWeights`)."""
+        """Per parameter name, the cluster ids after the last step (for :class:`TiedWeights`).
+
+        The ids are unique across the whole tensor (also with ``dim``): members of one id
+        belong to one problem and share one value.
+        """
         return dict(self._clusters)
 
     def remove(self) -> None:
@@ -458,7 +475,9 @@ class TiedWeights:
     params : iterable of (torch.Tensor, labels) or of (name, torch.Tensor, labels)
         Parameters and their cluster ids (e.g. from :meth:`WeightSharing.clusters`).
     dim : int or None, optional
-        The problem layout the labels were computed with.
+        The problem layout of the labels: None (default) when ids are unique across the
+        whole tensor (as :meth:`WeightSharing.clusters` returns them), an int when they
+        are numbered per slice along that dimension (as :func:`prox` returns them).
 
     Notes
     -----
@@ -481,6 +500,7 @@ class TiedWeights:
             if labels.shape != p.shape or labels.dtype.is_floating_point:
                 raise ValueError(f"labels of {name} must be an integer tensor of shape {tuple(p.shape)}")
             _group_of(optimizer, p)
+            _normalize_dim(dim, p.dim())
             self.params.append((name, p, labels.to(p.device)))
         self.apply()
         self._handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
@@ -489,7 +509,7 @@ class TiedWeights:
     def apply(self) -> None:
         """Project every parameter onto its tying pattern now."""
         for _, p, labels in self.params:
-            p.copy_(cluster_mean(p.detach(), labels, dim=None if self.dim is None else self.dim % p.dim()))
+            p.copy_(cluster_mean(p.detach(), labels, dim=_normalize_dim(self.dim, p.dim())))
 
     def remove(self) -> None:
         """Detach the hook from the optimizer."""
