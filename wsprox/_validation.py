@@ -15,6 +15,7 @@ __all__ = [
     "check_finite",
     "check_out",
     "is_device_array",
+    "nonfinite_message",
 ]
 
 
@@ -97,10 +98,15 @@ def check_finite(arr: np.ndarray, name: str = "w") -> None:
     bad = np.logical_not(np.isfinite(arr))
     if not bad.any():
         return
-    count = int(np.count_nonzero(bad))
-    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.ravel())), arr.shape))
-    where = first if arr.ndim != 1 else first[0]
-    raise ValueError(
+    first = np.unravel_index(int(np.argmax(bad.ravel())), arr.shape)
+    raise ValueError(nonfinite_message(name, int(np.count_nonzero(bad)), first))
+
+
+def nonfinite_message(name: str, count: int, first: tuple) -> str:
+    """The error message for ``count`` non-finite entries, the first at multi-index ``first``."""
+    first = tuple(int(i) for i in first)
+    where = first[0] if len(first) == 1 else first
+    return (
         f"{name} must be finite: {count} non-finite value{'s' if count > 1 else ''} (NaN or inf), "
         f"the first at index {where}"
     )

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import _api
-from ._validation import check_strength
+from ._validation import check_strength, nonfinite_message
 
 __all__ = ["prox", "penalty", "WeightSharing", "TiedWeights", "sharing_metrics", "cluster_mean"]
 
@@ -57,13 +57,8 @@ def _check_finite(t, name="t") -> None:
         low, high = torch.aminmax(t.detach())  # NaN propagates; no d-sized temporary
         if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
             bad = ~torch.isfinite(t)
-            count = int(bad.sum())
-            first = tuple(int(i) for i in np.unravel_index(int(bad.reshape(-1).nonzero()[0, 0]), tuple(t.shape)))
-            where = first if t.dim() != 1 else first[0]
-            raise ValueError(
-                f"{name} must be finite: {count} non-finite value{'s' if count > 1 else ''} (NaN or inf), "
-                f"the first at index {where}"
-            )
+            first = np.unravel_index(int(bad.reshape(-1).nonzero()[0, 0]), tuple(t.shape))
+            raise ValueError(nonfinite_message(name, int(bad.sum()), first))
 
 
 # --------------------------------------------------------------------------- forward

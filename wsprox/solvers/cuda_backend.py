@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from .._validation import check_strength, normalize_axis, resolve_dtypes
+from .._validation import check_strength, nonfinite_message, normalize_axis, resolve_dtypes
 
 __all__ = ["solve", "prox_device", "availability", "HostSortProvider", "TILE", "THREADS_PER_BLOCK"]
 
@@ -346,10 +346,7 @@ def _check_finite_device(rows_dev, moved_shape, axis, shape, stream):
     if axis is not None:
         idx = list(idx)
         idx.insert(axis, idx.pop())
-    where = tuple(int(i) for i in idx) if len(shape) != 1 else int(idx[0])
-    raise ValueError(
-        f"w must be finite: {c} non-finite value{'s' if c > 1 else ''} (NaN or inf), the first at index {where}"
-    )
+    raise ValueError(nonfinite_message("w", c, idx))
 
 
 def solve(w, lam, l1, return_clusters):
