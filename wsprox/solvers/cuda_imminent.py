@@ -17,9 +17,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda, float32, float64, int64
+from numba import cuda, float64, int64
 
-from .cuda_kernels import get_scan_kernel
+from .cuda_kernels import get_scan_kernel, soft_cast
 
 __all__ = ["solve", "run_rows"]
 
@@ -106,15 +106,7 @@ def _kernels(tpb):
             mp = bsum[r, j - 1] / float64(a - a0) + lam * float64(d - a0 - a) / scale + center
             if m < mp:
                 m = mp
-        if l1 > 0.0:
-            if m > l1:
-                m = m - l1
-            elif m < -l1:
-                m = m + l1
-            else:
-                m = 0.0
-        if is32:
-            m = float64(float32(m))
+        m = soft_cast(m, l1, is32)
         vals[r, j] = m
         for k in range(a, b):
             out[r, perm[r, k]] = m

@@ -27,7 +27,7 @@ import functools
 
 from numba import cuda, float32, float64, int64
 
-__all__ = ["get_kernels", "get_scan_kernel", "k_nonfinite"]
+__all__ = ["get_kernels", "get_scan_kernel", "k_nonfinite", "soft_cast"]
 
 
 @cuda.jit
@@ -40,6 +40,21 @@ def k_nonfinite(w, count, first):
         if not (v - v == 0.0):  # NaN and +-inf give NaN
             cuda.atomic.add(count, 0, 1)
             cuda.atomic.min(first, 0, i)
+
+
+@cuda.jit(device=True)
+def soft_cast(m, l1, is32):
+    """Soft-threshold a float64 block value by ``l1`` (zeros are +0.0), rounded to float32 if ``is32``."""
+    if l1 > 0.0:
+        if m > l1:
+            m = m - l1
+        elif m < -l1:
+            m = m + l1
+        else:
+            m = 0.0
+    if is32:
+        return float64(float32(m))
+    return m
 
 
 @functools.cache
@@ -221,19 +236,6 @@ def get_kernels(tile: int, threads_per_block: int):
         a = vpos[u]
         b = vpos[w]
         return span(vcum, off, u, w) / float64(b - a) + lam * float64(d - a - b) / scale + center
-
-    @cuda.jit(device=True)
-    def soft_cast(m, l1, is32):
-        if l1 > 0.0:
-            if m > l1:
-                m = m - l1
-            elif m < -l1:
-                m = m + l1
-            else:
-                m = 0.0
-        if is32:
-            return float64(float32(m))
-        return m
 
     @cuda.jit(device=True)
     def block_value(vcnt, vpos, vcum, off, L, R, d, scale, lam, center, l1, is32, u, w):
