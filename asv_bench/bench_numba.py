@@ -13,9 +13,11 @@ compares timings taken under the same machine conditions):
 Usage::
 
     python asv_bench/bench_numba.py [--repeat 7] [--json PATH] [--plot PATH] [--quick]
+                                    [--sort auto|radix|numpy]
 
-``--quick`` shrinks the sizes 10x for a smoke run. Prints a table; writes JSON and a bar
-chart of the ratios when asked.
+``--quick`` shrinks the sizes 10x for a smoke run. ``--sort`` forces the backend's sort
+engine (default: the one it calibrates for this machine; the table names it). Prints a
+table; writes JSON and a bar chart of the ratios when asked.
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def paired_median_times(fn_a, fn_b, repeat):
             fn()
             times.append(time.perf_counter() - start)
     return float(np.median(times_a)), float(np.median(times_b))
+
+
+def sort_engines(requested):
+    """The sort engine of each row-length class the run used (what the backend chose or was told)."""
+    try:
+        from wsprox.solvers._sort_engine import calibration
+    except ImportError:  # a wsprox from before the sort engines: always its radix sort
+        return {"all": "radix"}
+    return {"all": requested} if requested != "auto" else calibration()
 
 
 def scipy_pipeline(w, lam):
@@ -116,7 +127,9 @@ def main(argv=None):
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--plot", help="write a bar chart of prox/baseline ratios here (PNG)")
     parser.add_argument("--quick", action="store_true", help="10x smaller sizes (smoke run)")
+    parser.add_argument("--sort", choices=("auto", "radix", "numpy"), default="auto", help="sort engine")
     args = parser.parse_args(argv)
+    os.environ["WSPROX_SORT"] = args.sort
     from tqdm import tqdm
 
     rows = []
@@ -136,8 +149,10 @@ def main(argv=None):
             }
         )
     machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, numpy {np.__version__}"
+    engines = sort_engines(args.sort)
     header = f"{'case':<28}{'baseline':<24}{'prox [s]':>10}{'base [s]':>10}{'ratio':>8}  goal"
-    print(f"\nnumba backend, {machine}, medians of {args.repeat} runs after a warm-up\n")
+    print(f"\nnumba backend, {machine}, medians of {args.repeat} runs after a warm-up")
+    print(f"sort engine: {engines}\n")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -148,7 +163,7 @@ def main(argv=None):
         )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": machine, "repeat": args.repeat, "results": rows}, fh, indent=2)
+            json.dump({"machine": machine, "repeat": args.repeat, "sort": engines, "results": rows}, fh, indent=2)
     if args.plot:
         import matplotlib
 
@@ -161,7 +176,7 @@ def main(argv=None):
         ax.set_xscale("log")
         ax.axvline(1.0, color="k", lw=0.8)
         ax.set_xlabel("time of wsprox.prox / time of baseline (lower is better)")
-        ax.set_title(f"numba backend ({machine})", fontsize=9)
+        ax.set_title(f"numba backend ({machine}; sort: {engines})", fontsize=9)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
     return 0 if all(r["met"] for r in rows) else 1

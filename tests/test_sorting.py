@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from wsprox.solvers._sorting import SHORT_RUN, SMALL_ROW, sort_float32, sort_float64
+from wsprox.solvers._numba_kernels import sort_row
+from wsprox.solvers._sorting import SHORT_RUN, SMALL_ROW
 
 RNG = np.random.default_rng(3)
 
@@ -13,8 +14,7 @@ def run_sort(row):
     keys = np.empty(d, np.uint64)
     scratch = np.empty(d, np.uint64)
     perm = np.empty(d, np.uint32)
-    sort = sort_float32 if row.dtype == np.float32 else sort_float64
-    xs, _ = sort(row, keys, scratch, perm)
+    xs, _ = sort_row(row, keys, scratch, perm)
     return np.array(xs), perm
 
 

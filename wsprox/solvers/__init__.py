@@ -50,7 +50,10 @@ def _cuda_availability():
 register_backend(
     "numba",
     _numba_solve,
-    description="CPU: radix sort + pool adjacent violators in float64, rows in parallel (numba)",
+    description=(
+        "CPU: sort of packed keys (own radix sort or numpy's, the faster here) + pool adjacent violators "
+        "in float64, rows in parallel (numba)"
+    ),
     array_kinds=("numpy",),
     dtypes=("float32", "float64"),
     batched=True,

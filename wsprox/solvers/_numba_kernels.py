@@ -17,34 +17,127 @@ for the faster left block to catch up by time 1::
 ``S / n + drift (d - a - b) + c``. Ties pool (the ``<=``), so adjacent final blocks have
 strictly increasing means. Constant inputs come back unchanged, and integer-valued
 inputs with an integer ``drift`` are pooled exactly while products stay below 2**53.
+
+Two ways through a row: :func:`prox_row` packs, radix-sorts and solves it in one
+compiled call (:func:`prox_rows` runs chunks of rows on numba's thread pool); or the
+caller packs a block of rows (:func:`pack_rows`, :func:`pack_narrow_rows`), sorts the
+keys with numpy and solves them (:func:`prox_sorted_rows`, :func:`prox_sorted_narrow_rows`).
+Every kernel releases the GIL, so the driver can run blocks on several threads.
 """
 
 import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from ._sorting import sort_float32, sort_float64
+from ._sorting import (
+    pack_float32,
+    pack_float64,
+    pack_narrow_float32,
+    pack_narrow_float64,
+    packed_radix_sort,
+    unpack_float32,
+    unpack_float64,
+    unpack_narrow_float32,
+    unpack_narrow_float64,
+)
 
 
-def sort_row(row, keys, scratch, perm):
-    """Sort a float32 or float64 row in the work buffers (dispatches on dtype).
+def pack_row(row, keys):
+    """Packed sort keys of a float32 or float64 row into ``keys[:d]`` (dispatches on dtype).
 
-    Returns ``(xs, free)``: the sorted values (a view of one buffer) and the other,
-    now unused, uint64 buffer.
+    Returns True if they are already in order.
     """
     if row.dtype == np.float32:
-        return sort_float32(row, keys, scratch, perm)
-    return sort_float64(row, keys, scratch, perm)
+        return pack_float32(row, keys)
+    return pack_float64(row, keys)
 
 
-@overload(sort_row)
-def _sort_row_overload(row, keys, scratch, perm):
+@overload(pack_row)
+def _pack_row_overload(row, keys):
     if row.dtype.bitwidth == 32:
-        return lambda row, keys, scratch, perm: sort_float32(row, keys, scratch, perm)
-    return lambda row, keys, scratch, perm: sort_float64(row, keys, scratch, perm)
+        return lambda row, keys: pack_float32(row, keys)
+    return lambda row, keys: pack_float64(row, keys)
 
 
-@njit(cache=True)
+def unpack_row(row, packed, buffer, perm):
+    """Sorted values (a view of the uint64 ``buffer``) and ``perm`` from the sorted packed keys."""
+    d = row.shape[0]
+    if row.dtype == np.float32:
+        xs = buffer.view(np.float32)[:d]
+        unpack_float32(packed, xs, perm)
+    else:
+        xs = buffer.view(np.float64)[:d]
+        unpack_float64(row, packed, xs, perm)
+    return xs
+
+
+@overload(unpack_row)
+def _unpack_row_overload(row, packed, buffer, perm):
+    if row.dtype.bitwidth == 32:
+
+        def unpack32(row, packed, buffer, perm):
+            xs = buffer.view(np.float32)[: row.shape[0]]
+            unpack_float32(packed, xs, perm)
+            return xs
+
+        return unpack32
+
+    def unpack64(row, packed, buffer, perm):
+        xs = buffer.view(np.float64)[: row.shape[0]]
+        unpack_float64(row, packed, xs, perm)
+        return xs
+
+    return unpack64
+
+
+def pack_narrow_row(row, keys, scratch):
+    """Narrow (uint32) sort keys of a short float32 or float64 row (dispatches on dtype).
+
+    Returns True if they are already in order.
+    """
+    if row.dtype == np.float32:
+        return pack_narrow_float32(row, keys)
+    return pack_narrow_float64(row, keys, scratch)
+
+
+@overload(pack_narrow_row)
+def _pack_narrow_row_overload(row, keys, scratch):
+    if row.dtype.bitwidth == 32:
+        return lambda row, keys, scratch: pack_narrow_float32(row, keys)
+    return lambda row, keys, scratch: pack_narrow_float64(row, keys, scratch)
+
+
+def unpack_narrow_row(row, packed, buffer, perm):
+    """``(xs, done)`` from sorted narrow keys: sorted values (a view of ``buffer``) and ``perm``.
+
+    ``done`` is False if the exact ordering gave up (see ``_sorting._unpack_narrow``).
+    """
+    d = row.shape[0]
+    if row.dtype == np.float32:
+        xs = buffer.view(np.float32)[:d]
+        return xs, unpack_narrow_float32(row, packed, xs, perm)
+    xs = buffer.view(np.float64)[:d]
+    return xs, unpack_narrow_float64(row, packed, xs, perm)
+
+
+@overload(unpack_narrow_row)
+def _unpack_narrow_row_overload(row, packed, buffer, perm):
+    if row.dtype.bitwidth == 32:
+
+        def unpack32(row, packed, buffer, perm):
+            xs = buffer.view(np.float32)[: row.shape[0]]
+            return xs, unpack_narrow_float32(row, packed, xs, perm)
+
+        return unpack32
+
+    def unpack64(row, packed, buffer, perm):
+        xs = buffer.view(np.float64)[: row.shape[0]]
+        return xs, unpack_narrow_float64(row, packed, xs, perm)
+
+    return unpack64
+
+
+@njit(cache=True, nogil=True)
 def overflow_guard(xs, lam, l1):
     """A power of two ``unit`` (1.0 unless values are huge) that keeps every product finite.
 
@@ -62,36 +155,56 @@ def overflow_guard(xs, lam, l1):
     return unit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pool_blocks(xs, unit, drift, center, block_end, block_sum):
     """Pool adjacent violators over the sorted row ``xs``; return the number of blocks.
 
     Block ``j`` covers positions ``[block_end[j-1], block_end[j])`` and
     ``block_sum[j]`` is the float64 sum of ``unit * xs - center`` over it. ``drift`` is
     ``lam / (d - 1)`` and ``center`` the median, in the same units.
+
+    The last block lives in registers and reaches the arrays only when a new element
+    does not pool with it, so the common step (no merge) has no store-to-load
+    dependency.
     """
     d = xs.shape[0]
-    top = -1
-    for k in range(d):
+    top = 0  # blocks 0..top-1 are in the arrays; the open block is (s_open, n_open) from `start_open`
+    s_open = np.float64(xs[0]) * unit - center
+    n_open = np.float64(1.0)
+    start_open = 0
+    for k in range(1, d):
         s = np.float64(xs[k]) * unit - center
-        n = np.float64(1.0)
-        while top >= 0:
-            start = block_end[top - 1] if top > 0 else 0
-            n_left = np.float64(block_end[top] - start)
-            s_left = block_sum[top]
+        if s * n_open - s_open > drift * n_open * (n_open + 1.0):
+            block_sum[top] = s_open  # no merge: close the open block, open a singleton
+            block_end[top] = k
+            top += 1
+            s_open = s
+            n_open = np.float64(1.0)
+            start_open = k
+            continue
+        s += s_open
+        n = n_open + 1.0
+        start = start_open
+        while top > 0:
+            left_start = block_end[top - 2] if top > 1 else 0
+            n_left = np.float64(start - left_start)
+            s_left = block_sum[top - 1]
             if s * n_left - s_left * n <= drift * n_left * n * (n_left + n):
                 s += s_left
                 n += n_left
+                start = left_start
                 top -= 1
             else:
                 break
-        top += 1
-        block_sum[top] = s
-        block_end[top] = k + 1
+        s_open = s
+        n_open = n
+        start_open = start
+    block_sum[top] = s_open
+    block_end[top] = d
     return top + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def soft_threshold(m, l1):
     """``sign(m) max(|m| - l1, 0)``, returning +0.0 (never -0.0) for thresholded values."""
     if m > l1:
@@ -101,59 +214,98 @@ def soft_threshold(m, l1):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expand_blocks(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
     """Write each block's value (and cluster id) to the original positions of its elements.
 
     Block values are ``mean + drift (d - a - b) + center`` (for a single element, ``x + v``
     directly: no cancellation against the median in rows of huge dynamic range), made
-    non-decreasing
-    (guarding against rounding), soft-thresholded by ``l1``, divided by ``unit`` and cast
-    to ``out.dtype``; cluster ids count distinct cast values in increasing order.
+    non-decreasing (guarding against rounding), soft-thresholded by ``l1``, scaled back
+    by ``1 / unit`` (a power of two: exact) and cast to ``out.dtype``; cluster ids count
+    distinct cast values in increasing order.
     """
+    # One call site per combination of the two switches, each with constant switches,
+    # so that the compiled loop carries no test of them (worth a third of its time).
+    if l1 > 0.0:
+        if want_labels:
+            _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, True, True)
+        else:
+            _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, True, False)
+    elif want_labels:
+        _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, False, True)
+    else:
+        _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, False, False)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, with_l1, want_labels):
+    """The loop of :func:`expand_blocks`; ``with_l1`` and ``want_labels`` are constants at each call."""
     d = perm.shape[0]
+    scale = 1.0 / unit
     start = 0
     label = -1
     previous = -np.inf
     previous_cast = out.dtype.type(0)
     for j in range(n_blocks):
         end = block_end[j]
-        n = end - start
-        if n == 1:
-            m = np.float64(xs[start]) * unit + drift * np.float64(d - start - end)
+        if end - start == 1:
+            m = np.float64(xs[start]) * unit + drift * np.float64(d - 2 * start - 1)
         else:
-            m = block_sum[j] / n + drift * np.float64(d - start - end) + center
-        if m < previous:
-            m = previous
+            m = block_sum[j] / np.float64(end - start) + drift * np.float64(d - start - end) + center
+        m = max(m, previous)
         previous = m
-        if l1 > 0.0:
+        if with_l1:
             m = soft_threshold(m, l1)
-        value = out.dtype.type(m / unit)
-        if j == 0 or value != previous_cast:
-            label += 1
+        value = out.dtype.type(m * scale)
+        label += (j == 0) | (value != previous_cast)
         previous_cast = value
-        for k in range(start, end):
-            i = perm[k]
-            out[i] = value
-            if want_labels:
+        if want_labels:
+            for k in range(start, end):
+                i = perm[k]
+                out[i] = value
                 labels[i] = label
+        else:
+            for k in range(start, end):
+                out[perm[k]] = value
         start = end
 
 
-@njit(cache=True)
-def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_end):
-    """Prox of one row (any float32/float64 layout) into ``out`` and ``labels``.
+@njit(cache=True, nogil=True)
+def prox_sorted_row(row, packed, scratch, perm, block_end, lam, l1, out, labels, want_labels):
+    """Prox of one row (length ``d >= 1``) from its packed keys sorted ascending.
 
-    ``keys``, ``scratch`` (uint64), ``perm`` (uint32) and ``block_end`` (int64) are work
-    buffers at least as long as the row.
+    ``packed`` (the sorted keys, clobbered), ``scratch`` (uint64), ``perm`` (uint32) and
+    ``block_end`` (int64) are work buffers of length ``d`` or more.
     """
-    d = row.shape[0]
-    if d == 0:
-        return
-    xs, free = sort_row(row, keys[:d], scratch[:d], perm[:d])
+    xs = unpack_row(row, packed, scratch, perm)
+    prox_sorted_values(xs, perm, block_end, packed.view(np.float64), lam, l1, out, labels, want_labels)
+
+
+@njit(cache=True, nogil=True)
+def prox_sorted_narrow_row(row, packed, scratch, perm, block_end, block_sum, lam, l1, out, labels, want_labels):
+    """:func:`prox_sorted_row` from sorted narrow (uint32) keys; ``block_sum``: float64 work.
+
+    If the narrow keys' ties are too disordered to fix cheaply, the row is sorted again
+    with wide keys and the radix sort (in ``block_sum`` and ``block_end``).
+    """
+    xs, done = unpack_narrow_row(row, packed, scratch, perm)
+    if not done:
+        d = row.shape[0]
+        keys = block_sum.view(np.uint64)[:d]
+        spare = block_end.view(np.uint64)[:d]
+        in_order = pack_row(row, keys)
+        if not in_order and packed_radix_sort(keys, spare):
+            keys[:] = spare
+        xs = unpack_row(row, keys, scratch, perm)
+    prox_sorted_values(xs, perm, block_end, block_sum, lam, l1, out, labels, want_labels)
+
+
+@njit(cache=True, nogil=True)
+def prox_sorted_values(xs, perm, block_end, block_sum, lam, l1, out, labels, want_labels):
+    """Prox of one row from its sorted values ``xs`` and sort permutation ``perm``."""
+    d = xs.shape[0]
     unit = overflow_guard(xs, lam, l1)
     center = np.float64(xs[d // 2]) * unit
-    block_sum = free.view(np.float64)
     drift = lam * unit / np.float64(d - 1) if d > 1 else 0.0
     n_blocks = pool_blocks(xs, unit, drift, center, block_end, block_sum)
     expand_blocks(
@@ -161,14 +313,46 @@ def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def sort_row(row, keys, scratch, perm):
+    """Sort a float32/float64 row with the radix sort: ``(xs, free)``, ``xs[k] = row[perm[k]]`` ascending.
+
+    ``keys`` and ``scratch`` are uint64 work buffers at least as long as the row; ``xs``
+    is a view of one of them and ``free`` the first ``d`` elements of the other, unused
+    from now on (the caller may reuse it).
+    """
+    d = row.shape[0]
+    keys = keys[:d]
+    scratch = scratch[:d]
+    in_order = pack_row(row, keys)
+    if not in_order and packed_radix_sort(keys, scratch):
+        packed, free = scratch, keys
+    else:
+        packed, free = keys, scratch
+    return unpack_row(row, packed, free, perm), packed
+
+
+@njit(cache=True, nogil=True)
+def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_end):
+    """Prox of one row (any float32/float64 layout), sorted by the radix sort.
+
+    ``keys``, ``scratch`` (uint64), ``perm`` (uint32) and ``block_end`` (int64) are work
+    buffers at least as long as the row.
+    """
+    if row.shape[0] == 0:
+        return
+    xs, free = sort_row(row, keys, scratch, perm)
+    prox_sorted_values(xs, perm, block_end, free.view(np.float64), lam, l1, out, labels, want_labels)
+
+
+@njit(cache=True, nogil=True)
 def prox_chunk(w, lam, l1, out, labels, want_labels, first, stop, keys, scratch, perm, block_end):
-    """Prox of rows ``first..stop-1`` of ``w`` in the given work buffers (row length or more)."""
+    """Prox of rows ``first..stop-1`` of ``w`` (radix sort) in the given work buffers."""
     for r in range(first, stop):
         prox_row(w[r], lam, l1, out[r], labels[r], want_labels, keys, scratch, perm, block_end)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def prox_chunk_alloc(w, lam, l1, out, labels, want_labels, first, stop):
     """:func:`prox_chunk` with work buffers allocated here, once for the chunk."""
     d = w.shape[1]
@@ -181,7 +365,7 @@ def prox_chunk_alloc(w, lam, l1, out, labels, want_labels, first, stop):
 
 @njit(cache=True, parallel=True)
 def prox_rows(w, lam, l1, out, labels, want_labels, n_chunks):
-    """Prox of every row of the 2-D array ``w``, in ``n_chunks`` chunks of rows run in parallel.
+    """Prox of every row of the 2-D array ``w`` (radix sort), ``n_chunks`` chunks of rows in parallel.
 
     ``labels`` is ``(n, d)`` int64 when ``want_labels`` is true and ``(n, 0)`` otherwise.
     ``n_chunks`` is between 1 and the number of rows.
@@ -189,3 +373,45 @@ def prox_rows(w, lam, l1, out, labels, want_labels, n_chunks):
     n = w.shape[0]
     for c in prange(n_chunks):
         prox_chunk_alloc(w, lam, l1, out, labels, want_labels, c * n // n_chunks, (c + 1) * n // n_chunks)
+
+
+@njit(cache=True, nogil=True)
+def pack_rows(w, first, stop, keys):
+    """Packed keys of rows ``first..stop-1`` of ``w`` into the rows of the 2-D ``keys``.
+
+    Returns True if every row's keys are already in order.
+    """
+    in_order = True
+    for r in range(first, stop):
+        in_order = pack_row(w[r], keys[r - first]) and in_order
+    return in_order
+
+
+@njit(cache=True, nogil=True)
+def prox_sorted_rows(w, first, stop, keys, lam, l1, out, labels, want_labels, scratch, perm, block_end):
+    """Prox of rows ``first..stop-1`` of ``w`` from the sorted rows of ``keys`` (see :func:`pack_rows`)."""
+    for r in range(first, stop):
+        prox_sorted_row(w[r], keys[r - first], scratch, perm, block_end, lam, l1, out[r], labels[r], want_labels)
+
+
+@njit(cache=True, nogil=True)
+def pack_narrow_rows(w, first, stop, keys, scratch):
+    """Narrow keys of rows ``first..stop-1`` of ``w`` into the rows of the 2-D uint32 ``keys``.
+
+    Returns True if every row's keys are already in order.
+    """
+    in_order = True
+    for r in range(first, stop):
+        in_order = pack_narrow_row(w[r], keys[r - first], scratch) and in_order
+    return in_order
+
+
+@njit(cache=True, nogil=True)
+def prox_sorted_narrow_rows(
+    w, first, stop, keys, lam, l1, out, labels, want_labels, scratch, perm, block_end, block_sum
+):
+    """Prox of rows ``first..stop-1`` of ``w`` from the sorted rows of the narrow ``keys``."""
+    for r in range(first, stop):
+        prox_sorted_narrow_row(
+            w[r], keys[r - first], scratch, perm, block_end, block_sum, lam, l1, out[r], labels[r], want_labels
+        )

@@ -1,28 +1,38 @@
-"""Order-preserving radix sort used by the CPU backend (numba kernels, no validation).
+"""Sort keys and the radix sort used by the CPU backend (numba kernels, no validation).
 
-Sorting dominates the cost of the prox, so the CPU backend avoids comparison sorts.
 Floats are mapped to unsigned keys whose unsigned order is the float order (flip every
-bit of negatives, set the sign bit of the rest; -0.0 sorts just before +0.0). The top 32
-bits of a key and the element's 32-bit index share one uint64 (key high, index low), so
-a least-significant-digit radix sort over the high half (3 passes of 11 bits, or 4 of 8
-bits for short rows) sorts the values and carries the permutation at once, breaking ties
-by index (the sort is stable and the indices start in order).
+bit of negatives, set the sign bit of the rest; -0.0 sorts just before +0.0).
 
-- float32: the 32 key bits are the whole key: one packed sort.
-- float64: the packed sort orders by the top 32 of the 64 key bits; runs of elements
+**Packed keys.** The top 32 bits of a key and the element's 32-bit index share one
+uint64 (key high, index low). Sorting these distinct integers sorts the values and
+carries the permutation at once, ties broken by index, whatever (correct) sort is used:
+the backend's own least-significant-digit radix sort below (3 passes of 11 bits over the
+high half, or 4 of 8 bits for short rows), or numpy's ``ndarray.sort``
+(:mod:`._sort_engine` picks one).
+
+- float32: the 32 key bits are the whole key.
+- float64: the packed keys order by the top 32 of the 64 key bits; runs of elements
   whose top halves agree are then ordered by their low halves (insertion sort for short
   runs, the same packed radix sort on the low halves for long ones).
 
-Every step is linear in ``d`` (radix passes) or in the run lengths, so no input makes the
-sort slow. Passes whose digit is the same for every key are skipped, and so is the whole
-sort when the keys are already in order (sorted input).
+**Narrow keys** (numpy's sort, short rows): a uint32 holds the top ``32 - b`` key bits
+above a ``b``-bit index, ``2**b >= d``; numpy sorts these about twice as fast. Elements
+that share their coarse key are then put in place by insertion on the full key, within
+a budget of ``4 d + 64`` moves; a row that would need more (a long run of near-equal
+values in bad order) is sorted again with packed keys.
 
-The sorts work in caller-provided buffers (``keys`` and ``scratch``: uint64, ``perm``:
-uint32, all of the row's length) so that a batch allocates them once per thread.
+Every step of the radix sort is linear in ``d`` (radix passes) or in the run lengths, so
+no input makes it slow; numpy's sort is an introsort, ``O(d log d)`` on every input.
+Passes whose digit is the same for every key are skipped, and so is the whole sort when
+the keys are already in order (sorted input), which packing reports.
+
+The functions work in caller-provided buffers (uint64 keys and scratch, a uint32
+permutation, all of the row's length) so that a batch allocates them once per thread.
 """
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 _U64_SIGN = np.uint64(0x8000000000000000)
 _U64_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -37,7 +47,7 @@ SMALL_ROW = 4096
 SHORT_RUN = 32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def packed_radix_sort(keys, scratch):
     """Stable LSD radix sort of uint64 ``keys`` by their high 32 bits.
 
@@ -82,7 +92,7 @@ def packed_radix_sort(keys, scratch):
     return in_scratch
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def order_key64(bits):
     """Order-preserving uint64 key of the bits of a float64."""
     if bits & _U64_SIGN:
@@ -90,32 +100,48 @@ def order_key64(bits):
     return bits | _U64_SIGN
 
 
-@njit(cache=True)
-def sort_float32(row, keys, scratch, perm):
-    """Sort a float32 row: returns ``(xs, free)`` with ``xs[k] = row[perm[k]]`` ascending.
+@njit(cache=True, nogil=True)
+def pack_float32(row, keys):
+    """Fill ``keys[:d]`` with the packed keys of a float32 row (whole 32-bit key high, index low).
 
-    ``xs`` is a float32 view of one work buffer and ``free`` is the other one, unused
-    from now on (the caller may reuse it).
+    Returns True if the keys came out in ascending order (nothing to sort).
     """
-    d = row.shape[0]
-    values = scratch.view(np.float32)[:d]
-    for i in range(d):
-        values[i] = row[i]
-    value_bits = scratch.view(np.uint32)[:d]
-    for i in range(d):
-        b = np.uint64(value_bits[i])
+    in_order = True
+    values = keys.view(np.float32)  # read each value's bits through its own key slot
+    value_bits = keys.view(np.uint32)
+    for i in range(row.shape[0]):
+        values[2 * i] = row[i]
+        b = np.uint64(value_bits[2 * i])
         if b & _U32_SIGN:
             b = b ^ _U32_ALL
         else:
             b = b | _U32_SIGN
         keys[i] = (b << _SHIFT32) | np.uint64(i)
-    if packed_radix_sort(keys, scratch):
-        result, free = scratch, keys
-    else:
-        result, free = keys, scratch
-    xs_bits = free.view(np.uint32)[:d]
-    for k in range(d):
-        key = result[k]
+        in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
+    return in_order
+
+
+@njit(cache=True, nogil=True)
+def pack_float64(row, keys):
+    """Fill ``keys[:d]`` with the packed keys of a float64 row (top 32 key bits high, index low).
+
+    Returns True if the keys came out in ascending order (nothing to sort).
+    """
+    in_order = True
+    values = keys.view(np.float64)  # read each value's bits through its own key slot
+    for i in range(row.shape[0]):
+        values[i] = row[i]
+        keys[i] = (order_key64(keys[i]) & _U64_HIGH) | np.uint64(i)
+        in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
+    return in_order
+
+
+@njit(cache=True, nogil=True)
+def unpack_float32(packed, xs, perm):
+    """From sorted packed keys of a float32 row: sorted values ``xs`` and the permutation ``perm``."""
+    xs_bits = xs.view(np.uint32)
+    for k in range(packed.shape[0]):
+        key = packed[k]
         b = key >> _SHIFT32
         if b & _U32_SIGN:
             b = b ^ _U32_SIGN
@@ -123,30 +149,20 @@ def sort_float32(row, keys, scratch, perm):
             b = b ^ _U32_ALL
         xs_bits[k] = np.uint32(b)
         perm[k] = np.uint32(key & _U32_ALL)
-    return free.view(np.float32)[:d], result
 
 
-@njit(cache=True)
-def sort_float64(row, keys, scratch, perm):
-    """Sort a float64 row: returns ``(xs, free)`` with ``xs[k] = row[perm[k]]`` ascending.
+@njit(cache=True, nogil=True)
+def unpack_float64(row, packed, xs, perm):
+    """From sorted packed keys of a float64 row: sorted ``xs`` and ``perm``, ties refined.
 
-    ``xs`` is a float64 view of one work buffer and ``free`` is the other one, unused
-    from now on (the caller may reuse it).
+    Elements whose top key halves tie are put in order of their low halves (then of
+    their index); ``packed`` serves as work space for that and is clobbered.
     """
-    d = row.shape[0]
-    values = scratch.view(np.float64)
-    for i in range(d):
-        values[i] = row[i]
-        keys[i] = (order_key64(scratch[i]) & _U64_HIGH) | np.uint64(i)
-    if packed_radix_sort(keys, scratch):
-        result, free = scratch, keys
-    else:
-        result, free = keys, scratch
-    xs = free.view(np.float64)
+    d = xs.shape[0]
     ties = False  # any two neighbours with equal top halves?
     previous = _U64_ALL  # no top half (32 bits) equals this
     for k in range(d):
-        key = result[k]
+        key = packed[k]
         i = np.uint32(key & _U32_ALL)
         perm[k] = i
         xs[k] = row[i]
@@ -154,11 +170,10 @@ def sort_float64(row, keys, scratch, perm):
         ties = ties or high == previous
         previous = high
     if ties:
-        _sort_runs_by_low_half(row, xs, free, perm, result)
-    return xs, result
+        _sort_runs_by_low_half(row, xs, xs.view(np.uint64), perm, packed)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sort_runs_by_low_half(row, xs, xs_bits, perm, packed):
     """Order each run of equal top key halves by the low halves (then by index).
 
@@ -199,3 +214,143 @@ def _sort_runs_by_low_half(row, xs, xs_bits, perm, packed):
                 xs[j + 1] = value
                 perm[j + 1] = idx
         start = end
+
+
+# --------------------------------------------------------------------------------------
+# Narrow (32-bit) packed keys for short rows: coarse key bits high, index bits low.
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def index_bits(d):
+    """Bits that hold an index below ``d`` in a narrow key (at least 1)."""
+    b = 1
+    while (1 << b) < d:
+        b += 1
+    return b
+
+
+def full_key(bits):
+    """The order-preserving key of a float's bits (uint32: float32's 32-bit key, uint64: float64's)."""
+    if isinstance(bits, np.uint32):
+        return top_key32(bits)
+    return order_key64(bits)
+
+
+@overload(full_key)
+def _full_key_overload(bits):
+    if bits.bitwidth == 32:
+        return lambda bits: top_key32(bits)
+    return lambda bits: order_key64(bits)
+
+
+def top_key32(bits):
+    """The top 32 bits of the order-preserving key of a float's bits (uint32: float32, uint64: float64)."""
+    if isinstance(bits, np.uint32):
+        b = np.uint64(bits)
+        return b ^ _U32_ALL if b & _U32_SIGN else b | _U32_SIGN
+    return order_key64(bits) >> _SHIFT32
+
+
+@overload(top_key32)
+def _top_key32_overload(bits):
+    if bits.bitwidth == 32:
+
+        def key32(bits):
+            b = np.uint64(bits)
+            if b & _U32_SIGN:
+                return b ^ _U32_ALL
+            return b | _U32_SIGN
+
+        return key32
+    return lambda bits: order_key64(bits) >> _SHIFT32
+
+
+@njit(cache=True, nogil=True)
+def pack_narrow_float32(row, keys):
+    """Narrow keys of a short float32 row into ``keys[:d]`` (uint32): coarse key bits, index bits.
+
+    Returns True if the keys came out in ascending order (nothing to sort).
+    """
+    d = row.shape[0]
+    high = ~((np.uint64(1) << np.uint64(index_bits(d))) - np.uint64(1))
+    in_order = True
+    values = keys.view(np.float32)  # read each value's bits through its own key slot
+    for i in range(d):
+        values[i] = row[i]
+        keys[i] = np.uint32((top_key32(keys[i]) & high) | np.uint64(i))
+        in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
+    return in_order
+
+
+@njit(cache=True, nogil=True)
+def pack_narrow_float64(row, keys, scratch):
+    """Narrow keys of a short float64 row into ``keys[:d]``; ``scratch``: uint64 work, length ``d``.
+
+    Returns True if the keys came out in ascending order (nothing to sort).
+    """
+    d = row.shape[0]
+    high = ~((np.uint64(1) << np.uint64(index_bits(d))) - np.uint64(1))
+    in_order = True
+    values = scratch.view(np.float64)
+    for i in range(d):
+        values[i] = row[i]
+        keys[i] = np.uint32((top_key32(scratch[i]) & high) | np.uint64(i))
+        in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
+    return in_order
+
+
+@njit(cache=True, nogil=True)
+def unpack_narrow_float32(row, packed, xs, perm):
+    """Sorted ``xs`` and ``perm`` of a float32 row from its sorted narrow keys (see :func:`_unpack_narrow`)."""
+    return _unpack_narrow(row, packed, xs, xs.view(np.uint32), perm)
+
+
+@njit(cache=True, nogil=True)
+def unpack_narrow_float64(row, packed, xs, perm):
+    """Sorted ``xs`` and ``perm`` of a float64 row from its sorted narrow keys (see :func:`_unpack_narrow`)."""
+    return _unpack_narrow(row, packed, xs, xs.view(np.uint64), perm)
+
+
+@njit(cache=True, nogil=True)
+def _unpack_narrow(row, packed, xs, xs_bits, perm):
+    """Sorted ``xs`` and ``perm`` from sorted narrow keys, ordered exactly (ties by index).
+
+    The narrow keys order the row by coarse key, then index. Each element that shares
+    its coarse key with its predecessor is moved back by insertion to its place by full
+    key; elements of equal full key (equal values) keep their index order. Insertion
+    stops after ``4 d + 64`` moves in all (a long run of near-equal values in bad order):
+    then False is returned and the caller sorts the row another way, so the work stays
+    linear. True when done.
+    """
+    d = xs.shape[0]
+    mask = np.uint32((1 << index_bits(d)) - 1)
+    shift = np.uint32(index_bits(d))
+    budget = 4 * d + 64
+    run_start = 0
+    previous = np.uint32(0)
+    for k in range(d):
+        key = packed[k]
+        i = key & mask
+        value = row[i]
+        xs[k] = value
+        perm[k] = i
+        coarse = key >> shift
+        if k > 0 and coarse == previous:
+            full = full_key(xs_bits[k])
+            j = k
+            while j > run_start and full_key(xs_bits[j - 1]) > full:
+                j -= 1
+            if j < k:
+                budget -= k - j
+                if budget < 0:
+                    return False
+                for m in range(k, j, -1):
+                    xs[m] = xs[m - 1]
+                    perm[m] = perm[m - 1]
+                xs[j] = value
+                perm[j] = i
+        else:
+            run_start = k
+        previous = coarse
+    return True

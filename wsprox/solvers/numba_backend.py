@@ -1,50 +1,137 @@
-"""The ``numba`` backend: host driver for the CPU kernels."""
+"""The ``numba`` backend: host driver for the CPU kernels.
 
+Each row is packed into sort keys, sorted, and solved from the sorted keys (see
+:mod:`._numba_kernels`). The sort is either the kernels' own radix sort, inside one
+compiled loop over the rows (numba's thread pool runs chunks of rows in parallel), or
+numpy's ``ndarray.sort`` on blocks of packed rows between two compiled, GIL-free steps
+(a thread pool of this module runs chunks of rows in parallel). :mod:`._sort_engine`
+picks the faster for this machine; both give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from ._numba_kernels import prox_chunk, prox_rows
+from ._numba_kernels import (
+    pack_narrow_rows,
+    pack_rows,
+    prox_chunk,
+    prox_rows,
+    prox_sorted_narrow_rows,
+    prox_sorted_rows,
+)
+from ._sort_engine import sort_engine
 
 #: Largest row length: the permutation is stored as uint32.
 MAX_SIZE = 2**32 - 1
 #: Batches with fewer elements than this (and single rows) run on the calling thread:
-#: waking the thread pool costs more than it saves, and its wake-up latency has long
+#: waking a thread pool costs more than it saves, and its wake-up latency has long
 #: tails on a loaded machine.
 PARALLEL_MIN_ELEMENTS = 1 << 16
-#: Serial calls on rows up to this length reuse per-thread work buffers (28 bytes per
-#: element, so at most about 60 MB per thread stay allocated). Fresh large buffers cost
-#: a page fault per 4 KiB on first touch, which on some machines rivals the sort itself.
+#: Serial calls on rows up to this length reuse per-thread work buffers (about 30 bytes
+#: per element, so at most about 60 MB per thread stay allocated). Fresh large buffers
+#: cost a page fault per 4 KiB on first touch, which on some machines rivals the sort.
 CACHED_WORKSPACE_MAX = 1 << 21
+#: With numpy's sort, rows are packed, sorted and solved in blocks of about this many
+#: elements (at least one row), so the key block stays in cache and its buffer small.
+KEY_BLOCK_ELEMENTS = 1 << 16
+#: With numpy's sort, rows up to this length are sorted on narrow (uint32) keys, coarse
+#: key bits above the index bits, which numpy sorts about twice as fast as uint64 keys;
+#: the few ties of the coarse keys are then ordered exactly (see ``_sorting``).
+NARROW_MAX = 1024
 
 _local = threading.local()
+_pool_lock = threading.Lock()
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None
 
 
-def _workspace(d):
-    """Work buffers for rows of length ``d``: cached per thread for moderate ``d``, else new."""
+def _workspace(d, key_elements):
+    """Work buffers ``(keys, scratch, perm, block_end, block_sum)`` for rows of length ``d``.
+
+    ``keys`` holds at least ``key_elements`` elements. Cached per thread for moderate
+    sizes, else new.
+    """
     cached = getattr(_local, "buffers", None)
-    if cached is not None and cached[0].shape[0] >= d:
+    if cached is not None and cached[1].shape[0] >= d and cached[0].shape[0] >= key_elements:
         return cached
-    buffers = (np.empty(d, np.uint64), np.empty(d, np.uint64), np.empty(d, np.uint32), np.empty(d, np.int64))
-    if d <= CACHED_WORKSPACE_MAX:
+    buffers = (
+        np.empty(key_elements, np.uint64),
+        np.empty(d, np.uint64),
+        np.empty(d, np.uint32),
+        np.empty(d, np.int64),
+        np.empty(d, np.float64),
+    )
+    if max(d, key_elements) <= CACHED_WORKSPACE_MAX:
         _local.buffers = buffers
     return buffers
+
+
+def _executor(workers):
+    """This process's thread pool (made anew after a fork: the parent's threads are gone)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+            _pool = (os.getpid(), workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wsprox"))
+        return _pool[2]
+
+
+def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop):
+    """Rows ``first..stop-1`` with numpy's sort, in blocks of about ``KEY_BLOCK_ELEMENTS``."""
+    d = w.shape[1]
+    rows_per_block = max(1, KEY_BLOCK_ELEMENTS // d)
+    rows = min(rows_per_block, stop - first)
+    keys, scratch, perm, block_end, block_sum = _workspace(d, rows * d)
+    narrow = d <= NARROW_MAX
+    for a in range(first, stop, rows_per_block):
+        b = min(a + rows_per_block, stop)
+        if narrow:
+            block = keys.view(np.uint32)[: (b - a) * d].reshape(b - a, d)
+            if not pack_narrow_rows(w, a, b, block, scratch):
+                block.sort(axis=1)
+            prox_sorted_narrow_rows(w, a, b, block, lam, l1, out, labels, want, scratch, perm, block_end, block_sum)
+        else:
+            block = keys[: (b - a) * d].reshape(b - a, d)
+            if not pack_rows(w, a, b, block):
+                block.sort(axis=1)
+            prox_sorted_rows(w, a, b, block, lam, l1, out, labels, want, scratch, perm, block_end)
+
+
+def _solve_radix_sort(w, lam, l1, out, labels, want, first, stop):
+    """Rows ``first..stop-1`` with the radix sort, on the calling thread."""
+    d = w.shape[1]
+    prox_chunk(w, lam, l1, out, labels, want, first, stop, *_workspace(d, d)[:4])
 
 
 def solve(w, lam, l1, return_clusters):
     """Solve every row of the float32/float64 2-D array ``w`` (see ``register_backend``).
 
-    Several rows are split into chunks solved in parallel (numba's thread pool, sized by
-    ``numba.set_num_threads``); one row, or a small batch, is solved serially.
+    Several rows are split into chunks solved in parallel (as many as
+    ``numba.get_num_threads()``); one row, or a small batch, is solved serially.
     """
     n, d = w.shape
     out = np.empty((n, d), dtype=w.dtype)
     labels = np.empty((n, d) if return_clusters else (n, 0), dtype=np.int64)
     lam, l1, want = float(lam), float(l1), bool(return_clusters)
     threads = numba.get_num_threads()
+    engine = sort_engine(d)
     if n == 1 or threads == 1 or n * d < PARALLEL_MIN_ELEMENTS:
-        prox_chunk(w, lam, l1, out, labels, want, 0, n, *_workspace(d))
-    else:
+        solve_rows = _solve_numpy_sort if engine == "numpy" else _solve_radix_sort
+        solve_rows(w, lam, l1, out, labels, want, 0, n)
+    elif engine == "radix":
         prox_rows(w, lam, l1, out, labels, want, min(n, 4 * threads))
+    else:
+        chunks = min(n, threads)
+        bounds = [(c * n // chunks, (c + 1) * n // chunks) for c in range(chunks)]
+        pool = _executor(threads - 1)
+        jobs = [pool.submit(_solve_numpy_sort, w, lam, l1, out, labels, want, a, b) for a, b in bounds[1:]]
+        try:
+            _solve_numpy_sort(w, lam, l1, out, labels, want, *bounds[0])
+        finally:
+            for job in jobs:
+                job.result()
     return out, (labels if return_clusters else None)

@@ -1,0 +1,170 @@
+"""The two sort engines of the numba backend (radix, numpy) and how one is chosen.
+
+Both sort the same distinct packed keys, so their results must agree bit for bit on
+every input: values, labels, dtypes, layouts and batch shapes, including the batch sizes
+that go through the thread pools.
+"""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from reference import prox_reference
+
+import wsprox
+from wsprox.solvers import _sort_engine, numba_backend
+
+RNG = np.random.default_rng(11)
+
+
+def solve_with(engine, monkeypatch, w, lam, **kwargs):
+    monkeypatch.setenv(_sort_engine.ENV_VAR, engine)
+    return wsprox.prox(w, lam, backend="numba", **kwargs)
+
+
+def inputs():
+    """(name, array, axis): hard and easy rows, single vectors and batches of every path."""
+    d = 500
+    ramp = np.concatenate([np.zeros(d // 2), np.arange(d // 2, dtype=np.float64)])
+    yield "gauss-1", RNG.standard_normal(1), None
+    yield "gauss-2", RNG.standard_normal(2), None
+    yield "gauss-long", RNG.standard_normal(70_000), None  # one row longer than a key block
+    yield "ulps", 1.0 + np.finfo(np.float64).eps * RNG.integers(0, 40, 3000), None  # float64 tie runs
+    yield "ties", RNG.integers(-4, 4, 2000).astype(np.float64), None
+    yield "signed-zeros", np.where(RNG.random(300) < 0.5, -0.0, 0.0), None
+    yield "sorted", np.arange(1000.0), None
+    yield "reversed", np.arange(1000.0)[::-1].copy(), None
+    yield "ramp", ramp, None
+    yield "heavy", RNG.standard_cauchy(5000) * 1e6, None
+    ulps = 1.0 + np.finfo(np.float64).eps * np.arange(1000.0)
+    yield "ulps-descending", ulps[::-1].copy(), None  # one coarse run in reverse: insertion gives up
+    yield "ulps-few-swaps", np.where(np.arange(1000) % 50 == 0, ulps[::-1], ulps), None
+    yield "ties-short-rows", RNG.integers(-2, 3, (300, 200)).astype(np.float64), 1  # narrow keys, long equal runs
+    yield "near-ties-short-rows", 1.0 + 1e-6 * RNG.standard_normal((300, 600)), 1  # narrow, many coarse ties
+    yield "batch-small", RNG.standard_normal((7, 33)), 1  # serial path
+    yield "batch-threads", RNG.standard_normal((300, 700)), 1  # thread pool, several key blocks
+    yield "batch-wide", RNG.standard_normal((3, 40_000)), 1  # thread pool, one row per key block
+    yield "batch-axis0", RNG.standard_normal((800, 90)), 0  # strided rows
+    yield "batch-3d", RNG.standard_normal((20, 30, 200)), -2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engines_agree_bitwise(monkeypatch, dtype):
+    for k, (name, w, axis) in enumerate(inputs()):
+        w = w.astype(dtype)
+        l1 = 0.05 * (k % 2)
+        lam = {"heavy": 1e5, "near-ties-short-rows": 1e-6}.get(name, 0.3)
+        xr, lr = solve_with("radix", monkeypatch, w, lam, l1=l1, axis=axis, return_clusters=True)
+        xn, ln = solve_with("numpy", monkeypatch, w, lam, l1=l1, axis=axis, return_clusters=True)
+        assert xr.tobytes() == xn.tobytes(), name
+        np.testing.assert_array_equal(lr, ln, err_msg=name)
+
+
+@pytest.mark.parametrize("engine", _sort_engine.ENGINES)
+def test_each_engine_matches_reference_pava(monkeypatch, engine):
+    w = RNG.standard_normal((300, 257))  # thread-pool path
+    x, labels = solve_with(engine, monkeypatch, w, 0.7, l1=0.1, axis=1, return_clusters=True)
+    expected, expected_labels = prox_reference(w, 0.7, 0.1)
+    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(labels, expected_labels)
+
+
+@pytest.mark.parametrize("engine", _sort_engine.ENGINES)
+def test_each_engine_respects_thread_count(monkeypatch, engine):
+    import numba
+
+    w = RNG.standard_normal((200, 600))
+    expected = solve_with(engine, monkeypatch, w, 0.2, axis=1)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = solve_with(engine, monkeypatch, w, 0.2, axis=1)
+    finally:
+        numba.set_num_threads(before)
+    assert serial.tobytes() == expected.tobytes()
+
+
+def test_forced_engine_and_bad_value(monkeypatch):
+    for engine in _sort_engine.ENGINES:
+        monkeypatch.setenv(_sort_engine.ENV_VAR, engine.upper())
+        assert _sort_engine.sort_engine(10) == engine
+    monkeypatch.setenv(_sort_engine.ENV_VAR, "quick")
+    with pytest.raises(ValueError, match="WSPROX_SORT='quick'"):
+        wsprox.prox(np.arange(5.0), 1.0)
+
+
+def test_calibration_picks_a_valid_engine_per_size_class(monkeypatch):
+    monkeypatch.setenv(_sort_engine.ENV_VAR, "auto")
+    monkeypatch.setattr(_sort_engine, "_chosen", {})
+    monkeypatch.setattr(_sort_engine, "CALIBRATION_SHAPES", {"short": (4, 100), "long": (1, 5000)})
+    short = _sort_engine.sort_engine(100)
+    long = _sort_engine.sort_engine(_sort_engine.SMALL_ROW + 1)
+    assert {short, long} <= set(_sort_engine.ENGINES)
+    assert _sort_engine.calibration() == {"short": short, "long": long}
+    assert _sort_engine.size_class(_sort_engine.SMALL_ROW) == "short"
+    assert _sort_engine.size_class(_sort_engine.SMALL_ROW + 1) == "long"
+
+
+def _child_solves(queue):
+    w = np.random.default_rng(0).standard_normal((300, 700))
+    queue.put(wsprox.prox(w, 0.2, axis=1).tobytes())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_thread_pool_survives_fork(monkeypatch):
+    monkeypatch.setenv(_sort_engine.ENV_VAR, "numpy")
+    w = np.random.default_rng(0).standard_normal((300, 700))
+    expected = wsprox.prox(w, 0.2, axis=1).tobytes()  # the parent's pool now exists
+    assert numba_backend._pool is not None
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_solves, args=(queue,))
+    child.start()
+    try:
+        result = queue.get(timeout=120)
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    assert result == expected
+
+
+def narrow_sort(row):
+    """The narrow-key path alone: ``(xs, perm, done)`` after numpy sorts the narrow keys."""
+    from wsprox.solvers._numba_kernels import pack_narrow_row, unpack_narrow_row
+
+    d = row.size
+    keys = np.empty(d, np.uint32)
+    pack_narrow_row(row, keys, np.empty(d, np.uint64))
+    keys.sort()
+    perm = np.empty(d, np.uint32)
+    xs, done = unpack_narrow_row(row, keys, np.empty(d, np.uint64), perm)
+    return np.asarray(xs), perm, done
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_narrow_keys_order_exactly(dtype):
+    """Narrow keys give the permutation of a stable sort, or give up honestly."""
+    eps = np.finfo(dtype).eps
+    embedded = RNG.standard_normal(1000)
+    embedded[100:130] = (1.0 + eps * np.arange(30.0))[::-1]  # one coarse run in reverse: 435 moves
+    rows = [
+        RNG.standard_normal(1000),
+        embedded,
+        np.where(RNG.random(777) < 0.5, -0.0, 0.0),
+        RNG.integers(-3, 3, 1024).astype(float),  # long runs of equal values: nothing moves
+    ]
+    for row in rows:
+        row = row.astype(dtype)
+        xs, perm, done = narrow_sort(row)
+        assert done
+        order = np.lexsort((np.arange(row.size), ~np.signbit(row), row))
+        np.testing.assert_array_equal(perm, order)
+        assert xs.tobytes() == row[order].tobytes()
+    hopeless = [
+        (1.0 + eps * np.arange(1000.0))[::-1],  # one coarse run in reverse: ~d^2/2 moves
+        1.0 + 30 * eps * RNG.standard_normal(512),  # one coarse run in random order: ~d^2/4 moves
+    ]
+    for row in hopeless:
+        assert not narrow_sort(row.astype(dtype))[2]
