@@ -42,6 +42,9 @@ def inputs():
     yield "ulps-few-swaps", np.where(np.arange(1000) % 50 == 0, ulps[::-1], ulps), None
     yield "ties-short-rows", RNG.integers(-2, 3, (300, 200)).astype(np.float64), 1  # narrow keys, long equal runs
     yield "near-ties-short-rows", 1.0 + 1e-6 * RNG.standard_normal((300, 600)), 1  # narrow, many coarse ties
+    narrow = _sort_engine.NARROW_MAX
+    yield "narrow-limit", RNG.standard_normal((80, narrow)), 1  # the longest rows on narrow keys
+    yield "past-narrow-limit", RNG.standard_normal((80, narrow + 1)), 1
     yield "batch-small", RNG.standard_normal((7, 33)), 1  # serial path
     yield "batch-threads", RNG.standard_normal((300, 700)), 1  # thread pool, several key blocks
     yield "batch-wide", RNG.standard_normal((3, 40_000)), 1  # thread pool, one row per key block
@@ -59,6 +62,9 @@ def test_engines_agree_bitwise(monkeypatch, dtype):
         xn, ln = solve_with("numpy", monkeypatch, w, lam, l1=l1, axis=axis, return_clusters=True)
         assert xr.tobytes() == xn.tobytes(), name
         np.testing.assert_array_equal(lr, ln, err_msg=name)
+        for engine in _sort_engine.ENGINES:  # without labels: other compiled loops
+            x = solve_with(engine, monkeypatch, w, lam, l1=l1, axis=axis)
+            assert x.tobytes() == xr.tobytes(), (name, engine)
 
 
 @pytest.mark.parametrize("engine", _sort_engine.ENGINES)
@@ -68,6 +74,60 @@ def test_each_engine_matches_reference_pava(monkeypatch, engine):
     expected, expected_labels = prox_reference(w, 0.7, 0.1)
     np.testing.assert_allclose(x, expected, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_numpy_engine_uses_the_pool_for_batches(monkeypatch):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: the backend never runs chunks in parallel")
+    submitted = []
+    real = numba_backend._executor
+
+    def counting_executor(workers):
+        pool = real(workers)
+
+        class Counting:
+            def submit(self, fn, *args):
+                submitted.append(args[-3:-1])
+                return pool.submit(fn, *args)
+
+        return Counting()
+
+    monkeypatch.setattr(numba_backend, "_executor", counting_executor)
+    w = RNG.standard_normal((300, 700))
+    x = solve_with("numpy", monkeypatch, w, 0.2, axis=1)
+    assert submitted and all(b > a for a, b in submitted)
+    assert x.tobytes() == solve_with("radix", monkeypatch, w, 0.2, axis=1).tobytes()
+
+
+def test_pool_errors_reach_the_caller_after_every_chunk_finished(monkeypatch):
+    import threading
+    import time
+
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: the backend never runs chunks in parallel")
+    finished = []
+
+    def failing_side(failing):
+        def solve_chunk(*args):
+            in_pool = threading.current_thread() is not threading.main_thread()
+            if in_pool == (failing == "pool"):
+                raise MemoryError(f"{failing} failed")
+            time.sleep(0.3)
+            finished.append("pool" if in_pool else "caller")
+
+        return solve_chunk
+
+    w = RNG.standard_normal((300, 700))
+    for failing, other in (("pool", "caller"), ("caller", "pool")):
+        finished.clear()
+        monkeypatch.setattr(numba_backend, "_solve_numpy_sort", failing_side(failing))
+        with pytest.raises(MemoryError, match=f"{failing} failed"):
+            solve_with("numpy", monkeypatch, w, 0.2, axis=1)
+        assert finished == [other]  # the other chunk ran to its end before the error was raised
 
 
 @pytest.mark.parametrize("engine", _sort_engine.ENGINES)
@@ -97,11 +157,15 @@ def test_forced_engine_and_bad_value(monkeypatch):
 def test_calibration_picks_a_valid_engine_per_size_class(monkeypatch):
     monkeypatch.setenv(_sort_engine.ENV_VAR, "auto")
     monkeypatch.setattr(_sort_engine, "_chosen", {})
-    monkeypatch.setattr(_sort_engine, "CALIBRATION_SHAPES", {"short": (4, 100), "long": (1, 5000)})
-    short = _sort_engine.sort_engine(100)
-    long = _sort_engine.sort_engine(_sort_engine.SMALL_ROW + 1)
-    assert {short, long} <= set(_sort_engine.ENGINES)
-    assert _sort_engine.calibration() == {"short": short, "long": long}
+    shapes = {"narrow": (4, 100), "short": (2, 2000), "long": (1, 5000)}
+    monkeypatch.setattr(_sort_engine, "CALIBRATION_SHAPES", shapes)
+    narrow = _sort_engine.NARROW_MAX
+    chosen = {
+        name: _sort_engine.sort_engine(d) for name, d in (("narrow", narrow), ("short", narrow + 1), ("long", 5000))
+    }
+    assert set(chosen.values()) <= set(_sort_engine.ENGINES)
+    assert _sort_engine.calibration() == chosen
+    assert _sort_engine.size_class(narrow) == "narrow"
     assert _sort_engine.size_class(_sort_engine.SMALL_ROW) == "short"
     assert _sort_engine.size_class(_sort_engine.SMALL_ROW + 1) == "long"
 

@@ -315,11 +315,11 @@ def prox_sorted_values(xs, perm, block_end, block_sum, lam, l1, out, labels, wan
 
 @njit(cache=True, nogil=True)
 def sort_row(row, keys, scratch, perm):
-    """Sort a float32/float64 row with the radix sort: ``(xs, free)``, ``xs[k] = row[perm[k]]`` ascending.
+    """Sort a float32/float64 row with the radix sort: ``(xs, packed)``, ``xs[k] = row[perm[k]]`` ascending.
 
     ``keys`` and ``scratch`` are uint64 work buffers at least as long as the row; ``xs``
-    is a view of one of them and ``free`` the first ``d`` elements of the other, unused
-    from now on (the caller may reuse it).
+    is a view of one of them and ``packed`` the first ``d`` elements of the other (the
+    sorted keys), unused from now on (the caller may reuse it).
     """
     d = row.shape[0]
     keys = keys[:d]
@@ -341,8 +341,8 @@ def prox_row(row, lam, l1, out, labels, want_labels, keys, scratch, perm, block_
     """
     if row.shape[0] == 0:
         return
-    xs, free = sort_row(row, keys, scratch, perm)
-    prox_sorted_values(xs, perm, block_end, free.view(np.float64), lam, l1, out, labels, want_labels)
+    xs, packed = sort_row(row, keys, scratch, perm)
+    prox_sorted_values(xs, perm, block_end, packed.view(np.float64), lam, l1, out, labels, want_labels)
 
 
 @njit(cache=True, nogil=True)

@@ -7,10 +7,13 @@ and it differs by machine: numpy's ``np.sort`` of uint64 is vectorized (x86-simd
 numpy >= 2.0) and about twice as fast as the radix sort on CPUs with AVX-512, while on
 others the radix sort is faster.
 
-So the engine is measured, once per process and per row-length class (short rows, the
-radix sort's 8-bit digits, and long rows, its 11-bit digits), on a fixed synthetic
-problem of a few milliseconds. The environment variable ``WSPROX_SORT`` (``radix``,
-``numpy`` or ``auto``, the default) overrides the choice.
+So the engine is measured, once per process and per row-length class, by solving a
+fixed synthetic problem with each (about 10 ms for short rows and 60 ms for long ones, at
+the first call that needs the class). The classes follow what changes inside the
+engines: rows of at most ``NARROW_MAX`` elements (numpy sorts narrow uint32 keys), of at
+most ``SMALL_ROW`` (the radix sort's 8-bit digits) and longer rows. The environment
+variable ``WSPROX_SORT`` (``radix``, ``numpy`` or ``auto``, the default) overrides the
+choice.
 """
 
 from __future__ import annotations
@@ -26,17 +29,32 @@ from ._sorting import SMALL_ROW
 ENGINES = ("radix", "numpy")
 #: Environment variable that forces an engine.
 ENV_VAR = "WSPROX_SORT"
-#: Problems timed to choose: (rows, row length) for short rows and for long rows.
-CALIBRATION_SHAPES = {"short": (64, 1000), "long": (1, 1 << 18)}
+#: With numpy's sort, rows up to this length are sorted on narrow (uint32) keys, coarse
+#: key bits above the index bits, which numpy sorts about twice as fast as uint64 keys;
+#: the few ties of the coarse keys are then ordered exactly (see ``_sorting``).
+NARROW_MAX = 1024
+#: Problems solved to choose, (rows, row length), for each size class.
+CALIBRATION_SHAPES = {"narrow": (64, 1000), "short": (16, 4000), "long": (1, 1 << 18)}
 #: Timed runs of each engine (alternating; the fastest run counts).
-CALIBRATION_RUNS = 5
+CALIBRATION_RUNS = 4
 
 _chosen: dict[str, str] = {}
 _lock = threading.Lock()
 
 
+def _new_lock_after_fork():
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def size_class(d: int) -> str:
-    """``"short"`` for rows the radix sort handles with 8-bit digits, else ``"long"``."""
+    """``"narrow"``, ``"short"`` or ``"long"``: the class of rows of length ``d`` (see above)."""
+    if d <= NARROW_MAX:
+        return "narrow"
     return "short" if d <= SMALL_ROW else "long"
 
 
@@ -69,32 +87,21 @@ def calibration() -> dict[str, str]:
 
 
 def _calibrate(n: int, d: int) -> str:
-    """Time both engines on packed keys of an ``(n, d)`` Gaussian problem; return the faster."""
+    """Solve an ``(n, d)`` Gaussian problem with both engines; return the faster."""
     import numba
 
-    from ._numba_kernels import pack_rows
-    from ._sorting import packed_radix_sort
+    from .numba_backend import _solve_numpy_sort, _solve_radix_sort
 
     if numba.config.DISABLE_JIT:
         return "numpy"  # the radix sort runs as plain Python: no contest
     w = np.random.default_rng(0).standard_normal((n, d))
-    keys = np.empty((n, d), np.uint64)
-    pack_rows(w, 0, n, keys)
-    work = np.empty((n, d), np.uint64)
-    scratch = np.empty(d, np.uint64)
-
-    def radix():
-        for r in range(n):
-            packed_radix_sort(work[r], scratch)
-
-    def numpy_sort():
-        work.sort(axis=1)
-
-    best = {"radix": np.inf, "numpy": np.inf}
-    for _ in range(CALIBRATION_RUNS + 1):  # the first round warms up (compilation, page faults)
-        for name, run in (("radix", radix), ("numpy", numpy_sort)):
-            np.copyto(work, keys)
+    out = np.empty_like(w)
+    labels = np.empty((n, 0), np.int64)
+    solvers = {"radix": _solve_radix_sort, "numpy": _solve_numpy_sort}
+    best = dict.fromkeys(ENGINES, np.inf)
+    for _ in range(CALIBRATION_RUNS + 1):  # the first round also compiles and touches the buffers
+        for name in ENGINES:
             start = time.perf_counter()
-            run()
+            solvers[name](w, 1e-2, 0.0, out, labels, False, 0, n)
             best[name] = min(best[name], time.perf_counter() - start)
     return min(ENGINES, key=best.__getitem__)

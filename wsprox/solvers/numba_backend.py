@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -25,7 +25,7 @@ from ._numba_kernels import (
     prox_sorted_narrow_rows,
     prox_sorted_rows,
 )
-from ._sort_engine import sort_engine
+from ._sort_engine import NARROW_MAX, sort_engine
 
 #: Largest row length: the permutation is stored as uint32.
 MAX_SIZE = 2**32 - 1
@@ -33,28 +33,27 @@ MAX_SIZE = 2**32 - 1
 #: waking a thread pool costs more than it saves, and its wake-up latency has long
 #: tails on a loaded machine.
 PARALLEL_MIN_ELEMENTS = 1 << 16
-#: Serial calls on rows up to this length reuse per-thread work buffers (about 30 bytes
-#: per element, so at most about 60 MB per thread stay allocated). Fresh large buffers
+#: Serial calls on rows up to this length reuse work buffers kept by the calling thread
+#: (36 bytes per element, so at most about 75 MB stay allocated). Fresh large buffers
 #: cost a page fault per 4 KiB on first touch, which on some machines rivals the sort.
 CACHED_WORKSPACE_MAX = 1 << 21
+#: The same for the threads of the pool (numpy sort, several rows), with a lower bound
+#: (at most about 3 MB per thread), since every thread of the pool keeps its own.
+CACHED_WORKSPACE_MAX_POOLED = 1 << 16
 #: With numpy's sort, rows are packed, sorted and solved in blocks of about this many
 #: elements (at least one row), so the key block stays in cache and its buffer small.
 KEY_BLOCK_ELEMENTS = 1 << 16
-#: With numpy's sort, rows up to this length are sorted on narrow (uint32) keys, coarse
-#: key bits above the index bits, which numpy sorts about twice as fast as uint64 keys;
-#: the few ties of the coarse keys are then ordered exactly (see ``_sorting``).
-NARROW_MAX = 1024
 
 _local = threading.local()
 _pool_lock = threading.Lock()
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None
 
 
-def _workspace(d, key_elements):
+def _workspace(d, key_elements, cache_max=CACHED_WORKSPACE_MAX):
     """Work buffers ``(keys, scratch, perm, block_end, block_sum)`` for rows of length ``d``.
 
-    ``keys`` holds at least ``key_elements`` elements. Cached per thread for moderate
-    sizes, else new.
+    ``keys`` holds at least ``key_elements`` elements. Kept by the calling thread for the
+    next call when no larger than ``cache_max`` elements, else new.
     """
     cached = getattr(_local, "buffers", None)
     if cached is not None and cached[1].shape[0] >= d and cached[0].shape[0] >= key_elements:
@@ -66,9 +65,20 @@ def _workspace(d, key_elements):
         np.empty(d, np.int64),
         np.empty(d, np.float64),
     )
-    if max(d, key_elements) <= CACHED_WORKSPACE_MAX:
+    if max(d, key_elements) <= cache_max:
         _local.buffers = buffers
     return buffers
+
+
+def _forget_pool_after_fork():
+    """In a forked child the parent's pool threads are gone and its lock may be held."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _executor(workers):
@@ -80,12 +90,12 @@ def _executor(workers):
         return _pool[2]
 
 
-def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop):
+def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop, cache_max=CACHED_WORKSPACE_MAX):
     """Rows ``first..stop-1`` with numpy's sort, in blocks of about ``KEY_BLOCK_ELEMENTS``."""
     d = w.shape[1]
     rows_per_block = max(1, KEY_BLOCK_ELEMENTS // d)
     rows = min(rows_per_block, stop - first)
-    keys, scratch, perm, block_end, block_sum = _workspace(d, rows * d)
+    keys, scratch, perm, block_end, block_sum = _workspace(d, rows * d, cache_max)
     narrow = d <= NARROW_MAX
     for a in range(first, stop, rows_per_block):
         b = min(a + rows_per_block, stop)
@@ -125,13 +135,31 @@ def solve(w, lam, l1, return_clusters):
     elif engine == "radix":
         prox_rows(w, lam, l1, out, labels, want, min(n, 4 * threads))
     else:
-        chunks = min(n, threads)
-        bounds = [(c * n // chunks, (c + 1) * n // chunks) for c in range(chunks)]
-        pool = _executor(threads - 1)
-        jobs = [pool.submit(_solve_numpy_sort, w, lam, l1, out, labels, want, a, b) for a, b in bounds[1:]]
-        try:
-            _solve_numpy_sort(w, lam, l1, out, labels, want, *bounds[0])
-        finally:
-            for job in jobs:
-                job.result()
+        _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads)
     return out, (labels if return_clusters else None)
+
+
+def _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads):
+    """All rows with numpy's sort, one chunk per thread (the calling thread takes the first).
+
+    Returns only when every chunk has finished, also when one raised (the first error
+    is raised, the calling thread's own before the pool's).
+    """
+    n = w.shape[0]
+    chunks = min(n, threads)
+    bounds = [(c * n // chunks, (c + 1) * n // chunks) for c in range(chunks)]
+    args = (w, lam, l1, out, labels, want)
+    jobs, serial = [], []
+    pool = _executor(threads - 1)
+    for a, b in bounds[1:]:
+        try:
+            jobs.append(pool.submit(_solve_numpy_sort, *args, a, b, CACHED_WORKSPACE_MAX_POOLED))
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            serial.append((a, b))
+    try:
+        for a, b in [bounds[0], *serial]:
+            _solve_numpy_sort(*args, a, b)
+    finally:
+        wait(jobs)
+    for job in jobs:
+        job.result()
