@@ -45,7 +45,8 @@ class BenchTable(SphinxDirective):
     def _numba_lines(data):
         lines = [
             f"Machine (as recorded in the file): ``{data.get('machine', 'not recorded')}``; "
-            f"medians of {data.get('repeat', '?')} runs after a warm-up call.",
+            f"medians of {data.get('repeat', '?')} runs after a warm-up call"
+            + (f"; sort engine by row class: ``{data['sort']}``." if "sort" in data else "."),
             "",
             ".. list-table::",
             "   :header-rows: 1",
