@@ -232,3 +232,15 @@ def test_narrow_keys_order_exactly(dtype):
     ]
     for row in hopeless:
         assert not narrow_sort(row.astype(dtype))[2]
+
+
+def test_pool_grows_and_retires_the_smaller_one(monkeypatch):
+    monkeypatch.setattr(numba_backend, "_pool", None)
+    small = numba_backend._executor(1)
+    assert numba_backend._executor(1) is small
+    large = numba_backend._executor(3)
+    assert large is not small and numba_backend._executor(2) is large
+    with pytest.raises(RuntimeError):  # the retired pool takes no more work
+        small.submit(int)
+    assert large.submit(int, "7").result() == 7
+    large.shutdown()

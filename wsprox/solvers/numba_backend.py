@@ -86,6 +86,8 @@ def _executor(workers):
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # too small now (more threads allowed): let its threads end
             _pool = (os.getpid(), workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wsprox"))
         return _pool[2]
 
@@ -127,9 +129,9 @@ def solve(w, lam, l1, return_clusters):
     out = np.empty((n, d), dtype=w.dtype)
     labels = np.empty((n, d) if return_clusters else (n, 0), dtype=np.int64)
     lam, l1, want = float(lam), float(l1), bool(return_clusters)
-    threads = numba.get_num_threads()
     engine = sort_engine(d)
-    if n == 1 or threads == 1 or n * d < PARALLEL_MIN_ELEMENTS:
+    threads = 1 if n == 1 or n * d < PARALLEL_MIN_ELEMENTS else numba.get_num_threads()
+    if threads == 1:
         solve_rows = _solve_numpy_sort if engine == "numpy" else _solve_radix_sort
         solve_rows(w, lam, l1, out, labels, want, 0, n)
     elif engine == "radix":
