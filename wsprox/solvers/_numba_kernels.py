@@ -96,14 +96,14 @@ def pack_narrow_row(row, keys, scratch):
     Returns True if they are already in order.
     """
     if row.dtype == np.float32:
-        return pack_narrow_float32(row, keys)
+        return pack_narrow_float32(row, keys, scratch)
     return pack_narrow_float64(row, keys, scratch)
 
 
 @overload(pack_narrow_row)
 def _pack_narrow_row_overload(row, keys, scratch):
     if row.dtype.bitwidth == 32:
-        return lambda row, keys, scratch: pack_narrow_float32(row, keys)
+        return lambda row, keys, scratch: pack_narrow_float32(row, keys, scratch)
     return lambda row, keys, scratch: pack_narrow_float64(row, keys, scratch)
 
 
@@ -291,12 +291,8 @@ def prox_sorted_narrow_row(row, packed, scratch, perm, block_end, block_sum, lam
     xs, done = unpack_narrow_row(row, packed, scratch, perm)
     if not done:
         d = row.shape[0]
-        keys = block_sum.view(np.uint64)[:d]
-        spare = block_end.view(np.uint64)[:d]
-        in_order = pack_row(row, keys)
-        if not in_order and packed_radix_sort(keys, spare):
-            keys[:] = spare
-        xs = unpack_row(row, keys, scratch, perm)
+        wide, _ = pack_and_radix_sort(row, block_sum.view(np.uint64)[:d], block_end.view(np.uint64)[:d])
+        xs = unpack_row(row, wide, scratch, perm)  # block_sum and block_end are free again after this
     prox_sorted_values(xs, perm, block_end, block_sum, lam, l1, out, labels, want_labels)
 
 
@@ -322,14 +318,19 @@ def sort_row(row, keys, scratch, perm):
     sorted keys), unused from now on (the caller may reuse it).
     """
     d = row.shape[0]
-    keys = keys[:d]
-    scratch = scratch[:d]
-    in_order = pack_row(row, keys)
-    if not in_order and packed_radix_sort(keys, scratch):
-        packed, free = scratch, keys
-    else:
-        packed, free = keys, scratch
+    packed, free = pack_and_radix_sort(row, keys[:d], scratch[:d])
     return unpack_row(row, packed, free, perm), packed
+
+
+@njit(cache=True, nogil=True)
+def pack_and_radix_sort(row, keys, spare):
+    """Packed keys of ``row`` sorted by the radix sort: ``(packed, free)``, the buffer holding them and the other.
+
+    ``keys`` and ``spare`` are uint64 buffers of exactly the row's length.
+    """
+    if not pack_row(row, keys) and packed_radix_sort(keys, spare):
+        return spare, keys
+    return keys, spare
 
 
 @njit(cache=True, nogil=True)

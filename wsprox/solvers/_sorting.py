@@ -111,12 +111,7 @@ def pack_float32(row, keys):
     value_bits = keys.view(np.uint32)
     for i in range(row.shape[0]):
         values[2 * i] = row[i]
-        b = np.uint64(value_bits[2 * i])
-        if b & _U32_SIGN:
-            b = b ^ _U32_ALL
-        else:
-            b = b | _U32_SIGN
-        keys[i] = (b << _SHIFT32) | np.uint64(i)
+        keys[i] = (top_key32(value_bits[2 * i]) << _SHIFT32) | np.uint64(i)
         in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
     return in_order
 
@@ -267,35 +262,31 @@ def _top_key32_overload(bits):
 
 
 @njit(cache=True, nogil=True)
-def pack_narrow_float32(row, keys):
-    """Narrow keys of a short float32 row into ``keys[:d]`` (uint32): coarse key bits, index bits.
-
-    Returns True if the keys came out in ascending order (nothing to sort).
-    """
-    d = row.shape[0]
-    high = ~((np.uint64(1) << np.uint64(index_bits(d))) - np.uint64(1))
-    in_order = True
-    values = keys.view(np.float32)  # read each value's bits through its own key slot
-    for i in range(d):
-        values[i] = row[i]
-        keys[i] = np.uint32((top_key32(keys[i]) & high) | np.uint64(i))
-        in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
-    return in_order
+def pack_narrow_float32(row, keys, scratch):
+    """Narrow keys of a short float32 row into ``keys[:d]`` (see :func:`_pack_narrow`)."""
+    return _pack_narrow(row, keys, scratch.view(np.float32), scratch.view(np.uint32))
 
 
 @njit(cache=True, nogil=True)
 def pack_narrow_float64(row, keys, scratch):
-    """Narrow keys of a short float64 row into ``keys[:d]``; ``scratch``: uint64 work, length ``d``.
+    """Narrow keys of a short float64 row into ``keys[:d]`` (see :func:`_pack_narrow`)."""
+    return _pack_narrow(row, keys, scratch.view(np.float64), scratch)
 
+
+@njit(cache=True, nogil=True)
+def _pack_narrow(row, keys, values, value_bits):
+    """Narrow (uint32) keys of a short row: coarse key bits above the index bits.
+
+    ``values`` (the row's dtype) and ``value_bits`` (its unsigned twin) view one work
+    buffer at least as long as the row, through which each value's bits are read.
     Returns True if the keys came out in ascending order (nothing to sort).
     """
     d = row.shape[0]
     high = ~((np.uint64(1) << np.uint64(index_bits(d))) - np.uint64(1))
     in_order = True
-    values = scratch.view(np.float64)
     for i in range(d):
         values[i] = row[i]
-        keys[i] = np.uint32((top_key32(scratch[i]) & high) | np.uint64(i))
+        keys[i] = np.uint32((top_key32(value_bits[i]) & high) | np.uint64(i))
         in_order = in_order and (i == 0 or keys[i] > keys[i - 1])
     return in_order
 
@@ -324,8 +315,9 @@ def _unpack_narrow(row, packed, xs, xs_bits, perm):
     linear. True when done.
     """
     d = xs.shape[0]
-    mask = np.uint32((1 << index_bits(d)) - 1)
-    shift = np.uint32(index_bits(d))
+    b = index_bits(d)
+    mask = np.uint32((1 << b) - 1)
+    shift = np.uint32(b)
     budget = 4 * d + 64
     run_start = 0
     previous = np.uint32(0)
