@@ -42,6 +42,9 @@ def inputs():
     yield "ulps-few-swaps", np.where(np.arange(1000) % 50 == 0, ulps[::-1], ulps), None
     yield "ties-short-rows", RNG.integers(-2, 3, (300, 200)).astype(np.float64), 1  # narrow keys, long equal runs
     yield "near-ties-short-rows", 1.0 + 1e-6 * RNG.standard_normal((300, 600)), 1  # narrow, many coarse ties
+    outliers = RNG.standard_normal((300, 500))
+    outliers[np.arange(300), RNG.integers(0, 500, 300)] = 1e6  # the rest shares few coarse keys
+    yield "outlier-short-rows", outliers, 1  # narrow keys give up: the radix sort again
     narrow = _sort_engine.NARROW_MAX
     yield "narrow-limit", RNG.standard_normal((80, narrow)), 1  # the longest rows on narrow keys
     yield "past-narrow-limit", RNG.standard_normal((80, narrow + 1)), 1
@@ -196,11 +199,12 @@ def test_thread_pool_survives_fork(monkeypatch):
 
 def narrow_sort(row):
     """The narrow-key path alone: ``(xs, perm, done)`` after numpy sorts the narrow keys."""
-    from wsprox.solvers._numba_kernels import pack_narrow_row, unpack_narrow_row
+    from wsprox.solvers._numba_kernels import unpack_narrow_row
+    from wsprox.solvers._sorting import pack_narrow
 
     d = row.size
     keys = np.empty(d, np.uint32)
-    pack_narrow_row(row, keys, np.empty(d, np.uint64))
+    pack_narrow(row, keys)
     keys.sort()
     perm = np.empty(d, np.uint32)
     xs, done = unpack_narrow_row(row, keys, np.empty(d, np.uint64), perm)
@@ -227,11 +231,34 @@ def test_narrow_keys_order_exactly(dtype):
         np.testing.assert_array_equal(perm, order)
         assert xs.tobytes() == row[order].tobytes()
     hopeless = [
-        (1.0 + eps * np.arange(1000.0))[::-1],  # one coarse run in reverse: ~d^2/2 moves
-        1.0 + 30 * eps * RNG.standard_normal(512),  # one coarse run in random order: ~d^2/4 moves
+        # an outlier stretches the range: the rest is one coarse run, in reverse (~d^2/2 moves)
+        np.concatenate([[1e6], (1.0 + eps * np.arange(999.0))[::-1]]),
+        # the same in random order (~d^2/4 moves)
+        np.concatenate([1.0 + 30 * eps * RNG.standard_normal(511), [-1e6]]),
+        # signed zeros mixed with other values share one coarse key (-0.0 sorts first)
+        np.where(np.arange(600) == 7, 5.0, np.where(RNG.random(600) < 0.5, -0.0, 0.0)),
     ]
     for row in hopeless:
         assert not narrow_sort(row.astype(dtype))[2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_narrow_keys_on_extreme_ranges(monkeypatch, dtype):
+    """Rows whose range, or its inverse, overflows: both engines agree and match the reference."""
+    big, tiny = np.finfo(dtype).max, np.finfo(dtype).smallest_subnormal
+    rows = np.stack(
+        [
+            np.concatenate([[big, -big], RNG.standard_normal(98)]),  # the range overflows
+            tiny * RNG.integers(-5, 5, 100),  # the inverse of the range overflows
+            np.concatenate([[1e4], RNG.standard_normal(99)]),  # an outlier: long coarse runs
+            np.full(100, 3.0),  # no range at all
+        ]
+    ).astype(dtype)
+    x_numpy = solve_with("numpy", monkeypatch, rows, 0.5, axis=1)
+    x_radix = solve_with("radix", monkeypatch, rows, 0.5, axis=1)
+    assert x_numpy.tobytes() == x_radix.tobytes()
+    for row, x in zip(rows[1:], x_numpy[1:]):  # the first is beyond float64 references; atol: lam rounding
+        np.testing.assert_allclose(x, prox_reference(row.astype(np.float64), 0.5)[0], rtol=1e-6, atol=1e-15)
 
 
 def test_pool_grows_and_retires_the_smaller_one(monkeypatch):

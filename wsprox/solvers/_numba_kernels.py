@@ -32,13 +32,11 @@ from numba.extending import overload
 from ._sorting import (
     pack_float32,
     pack_float64,
-    pack_narrow_float32,
-    pack_narrow_float64,
+    pack_narrow,
     packed_radix_sort,
     unpack_float32,
     unpack_float64,
-    unpack_narrow_float32,
-    unpack_narrow_float64,
+    unpack_narrow,
 )
 
 
@@ -90,34 +88,17 @@ def _unpack_row_overload(row, packed, buffer, perm):
     return unpack64
 
 
-def pack_narrow_row(row, keys, scratch):
-    """Narrow (uint32) sort keys of a short float32 or float64 row (dispatches on dtype).
-
-    Returns True if they are already in order.
-    """
-    if row.dtype == np.float32:
-        return pack_narrow_float32(row, keys, scratch)
-    return pack_narrow_float64(row, keys, scratch)
-
-
-@overload(pack_narrow_row)
-def _pack_narrow_row_overload(row, keys, scratch):
-    if row.dtype.bitwidth == 32:
-        return lambda row, keys, scratch: pack_narrow_float32(row, keys, scratch)
-    return lambda row, keys, scratch: pack_narrow_float64(row, keys, scratch)
-
-
 def unpack_narrow_row(row, packed, buffer, perm):
     """``(xs, done)`` from sorted narrow keys: sorted values (a view of ``buffer``) and ``perm``.
 
-    ``done`` is False if the exact ordering gave up (see ``_sorting._unpack_narrow``).
+    ``done`` is False if the exact ordering gave up (see ``_sorting.unpack_narrow``).
     """
     d = row.shape[0]
     if row.dtype == np.float32:
         xs = buffer.view(np.float32)[:d]
-        return xs, unpack_narrow_float32(row, packed, xs, perm)
+        return xs, unpack_narrow(row, packed, xs, xs.view(np.uint32), perm)
     xs = buffer.view(np.float64)[:d]
-    return xs, unpack_narrow_float64(row, packed, xs, perm)
+    return xs, unpack_narrow(row, packed, xs, xs.view(np.uint64), perm)
 
 
 @overload(unpack_narrow_row)
@@ -126,13 +107,13 @@ def _unpack_narrow_row_overload(row, packed, buffer, perm):
 
         def unpack32(row, packed, buffer, perm):
             xs = buffer.view(np.float32)[: row.shape[0]]
-            return xs, unpack_narrow_float32(row, packed, xs, perm)
+            return xs, unpack_narrow(row, packed, xs, xs.view(np.uint32), perm)
 
         return unpack32
 
     def unpack64(row, packed, buffer, perm):
         xs = buffer.view(np.float64)[: row.shape[0]]
-        return xs, unpack_narrow_float64(row, packed, xs, perm)
+        return xs, unpack_narrow(row, packed, xs, xs.view(np.uint64), perm)
 
     return unpack64
 
@@ -396,14 +377,14 @@ def prox_sorted_rows(w, first, stop, keys, lam, l1, out, labels, want_labels, sc
 
 
 @njit(cache=True, nogil=True)
-def pack_narrow_rows(w, first, stop, keys, scratch):
+def pack_narrow_rows(w, first, stop, keys):
     """Narrow keys of rows ``first..stop-1`` of ``w`` into the rows of the 2-D uint32 ``keys``.
 
     Returns True if every row's keys are already in order.
     """
     in_order = True
     for r in range(first, stop):
-        in_order = pack_narrow_row(w[r], keys[r - first], scratch) and in_order
+        in_order = pack_narrow(w[r], keys[r - first]) and in_order
     return in_order
 
 

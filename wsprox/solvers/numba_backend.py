@@ -103,7 +103,7 @@ def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop, cache_max=CACH
         b = min(a + rows_per_block, stop)
         if narrow:
             block = keys.view(np.uint32)[: (b - a) * d].reshape(b - a, d)
-            if not pack_narrow_rows(w, a, b, block, scratch):
+            if not pack_narrow_rows(w, a, b, block):
                 block.sort(axis=1)
             prox_sorted_narrow_rows(w, a, b, block, lam, l1, out, labels, want, scratch, perm, block_end, block_sum)
         else:
