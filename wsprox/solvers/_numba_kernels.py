@@ -6,9 +6,10 @@ with ``v_k = lam (d - 1 - 2k) / (d - 1)``, mapped back through the sort.
 
 The velocity part of a block's sum has a closed form: over positions ``[a, b)`` of
 length ``n`` it is ``lam n (d - a - b) / (d - 1)``. So the stack keeps only float64 sums
-of ``x_k - c`` (``c`` the row's median, for accuracy), and two adjacent blocks
-``L = [a, m)`` and ``R = [m, b)`` pool exactly when their ``x`` means are close enough
-for the faster left block to catch up by time 1::
+of ``x_k - c`` (``c`` the row's median, for accuracy), and only for merged blocks (a
+singleton's is read off the row). Two adjacent blocks ``L = [a, m)`` and ``R = [m, b)``
+pool exactly when their ``x`` means are close enough for the faster left block to catch
+up by time 1::
 
     mean_x(R) - mean_x(L) <= lam (n_L + n_R) / (d - 1)
     <=>  S_R n_L - S_L n_R <= drift n_L n_R (n_L + n_R),   drift = lam / (d - 1)
@@ -137,28 +138,33 @@ def overflow_guard(xs, lam, l1):
 
 
 @njit(cache=True, nogil=True)
-def pool_blocks(xs, unit, drift, center, block_end, block_sum):
-    """Pool adjacent violators over the sorted row ``xs``; return the number of blocks.
+def pool_blocks(xs, unit, drift, center, bounds, sums):
+    """Pool adjacent violators over the sorted row ``xs``; return the number of merged blocks.
 
-    Block ``j`` covers positions ``[block_end[j-1], block_end[j])`` and
-    ``block_sum[j]`` is the float64 sum of ``unit * xs - center`` over it. ``drift`` is
+    Only blocks of two or more elements are stored: merged block ``j`` covers positions
+    ``[bounds[2 j], bounds[2 j + 1])`` and ``sums[j]`` is the float64 sum of
+    ``unit * xs - center`` over it (so ``bounds`` needs ``d`` entries and ``sums``
+    ``d // 2``). Every other position is a block of its own. ``drift`` is
     ``lam / (d - 1)`` and ``center`` the median, in the same units.
 
-    The last block lives in registers and reaches the arrays only when a new element
-    does not pool with it, so the common step (no merge) has no store-to-load
-    dependency.
+    The open block lives in registers and reaches the arrays only when it is closed
+    with two or more elements. So the common step of most rows (a singleton that does
+    not pool) stores nothing, and a singleton's sum is recomputed from ``xs`` when a
+    later block reaches it.
     """
     d = xs.shape[0]
-    top = 0  # blocks 0..top-1 are in the arrays; the open block is (s_open, n_open) from `start_open`
+    top = 0  # merged blocks 0..top-1 are in the arrays; the open block is (s_open, n_open) from `start_open`
     s_open = np.float64(xs[0]) * unit - center
     n_open = np.float64(1.0)
     start_open = 0
     for k in range(1, d):
         s = np.float64(xs[k]) * unit - center
         if s * n_open - s_open > drift * n_open * (n_open + 1.0):
-            block_sum[top] = s_open  # no merge: close the open block, open a singleton
-            block_end[top] = k
-            top += 1
+            if n_open > 1.0:  # no merge: close the open block (stored if merged), open a singleton
+                bounds[2 * top] = start_open
+                bounds[2 * top + 1] = k
+                sums[top] = s_open
+                top += 1
             s_open = s
             n_open = np.float64(1.0)
             start_open = k
@@ -166,23 +172,31 @@ def pool_blocks(xs, unit, drift, center, block_end, block_sum):
         s += s_open
         n = n_open + 1.0
         start = start_open
-        while top > 0:
-            left_start = block_end[top - 2] if top > 1 else 0
-            n_left = np.float64(start - left_start)
-            s_left = block_sum[top - 1]
-            if s * n_left - s_left * n <= drift * n_left * n * (n_left + n):
-                s += s_left
-                n += n_left
-                start = left_start
-                top -= 1
+        while start > 0:  # the block to the left: the last merged one if it ends here, else a singleton
+            stored = top > 0 and bounds[2 * top - 1] == start
+            if stored:
+                left_start = bounds[2 * top - 2]
+                s_left = sums[top - 1]
             else:
+                left_start = start - 1
+                s_left = np.float64(xs[left_start]) * unit - center
+            n_left = np.float64(start - left_start)
+            if s * n_left - s_left * n > drift * n_left * n * (n_left + n):
                 break
+            s += s_left
+            n += n_left
+            start = left_start
+            if stored:
+                top -= 1
         s_open = s
         n_open = n
         start_open = start
-    block_sum[top] = s_open
-    block_end[top] = d
-    return top + 1
+    if n_open > 1.0:
+        bounds[2 * top] = start_open
+        bounds[2 * top + 1] = d
+        sums[top] = s_open
+        top += 1
+    return top
 
 
 @njit(cache=True, nogil=True)
@@ -196,49 +210,70 @@ def soft_threshold(m, l1):
 
 
 @njit(cache=True, nogil=True)
-def expand_blocks(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, want_labels):
+def expand_blocks(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, want_labels):
     """Write each block's value (and cluster id) to the original positions of its elements.
 
-    Block values are ``mean + drift (d - a - b) + center`` (for a single element, ``x + v``
-    directly: no cancellation against the median in rows of huge dynamic range), made
-    non-decreasing (guarding against rounding), soft-thresholded by ``l1``, scaled back
-    by ``1 / unit`` (a power of two: exact) and cast to ``out.dtype``; cluster ids count
-    distinct cast values in increasing order.
+    The blocks are the merged ones of :func:`pool_blocks` and the singletons between
+    them. Values are ``mean + drift (d - a - b) + center`` for a merged block over
+    ``[a, b)`` and ``x + v`` directly for a singleton (no cancellation against the
+    median in rows of huge dynamic range), made non-decreasing (guarding against
+    rounding), soft-thresholded by ``l1``, scaled back by ``1 / unit`` (a power of two:
+    exact) and cast to ``out.dtype``; cluster ids count distinct cast values in
+    increasing order.
     """
     # One call site per combination of the two switches, each with constant switches,
     # so that the compiled loop carries no test of them (worth a third of its time).
     if l1 > 0.0:
         if want_labels:
-            _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, True, True)
+            _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, True, True)
         else:
-            _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, True, False)
+            _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, True, False)
     elif want_labels:
-        _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, False, True)
+        _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, False, True)
     else:
-        _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, False, False)
+        _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, False, False)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, out, labels, with_l1, want_labels):
-    """The loop of :func:`expand_blocks`; ``with_l1`` and ``want_labels`` are constants at each call."""
+def _output_value(m, previous, previous_cast, label, first, l1, scale, out, with_l1):
+    """``(value, previous, label)`` of a block of value ``m``: guarded, thresholded, scaled and cast.
+
+    ``previous`` is the guarded value of the block before (``-inf`` for the first) and
+    ``previous_cast`` its output; ``label`` counts distinct outputs so far.
+    """
+    m = max(m, previous)
+    previous = m
+    if with_l1:
+        m = soft_threshold(m, l1)
+    value = out.dtype.type(m * scale)
+    label += first | (value != previous_cast)
+    return value, previous, label
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, with_l1, want_labels):
+    """The loops of :func:`expand_blocks`; ``with_l1`` and ``want_labels`` are constants at each call."""
     d = perm.shape[0]
     scale = 1.0 / unit
-    start = 0
     label = -1
     previous = -np.inf
     previous_cast = out.dtype.type(0)
-    for j in range(n_blocks):
-        end = block_end[j]
-        if end - start == 1:
-            m = np.float64(xs[start]) * unit + drift * np.float64(d - 2 * start - 1)
-        else:
-            m = block_sum[j] / np.float64(end - start) + drift * np.float64(d - start - end) + center
-        m = max(m, previous)
-        previous = m
-        if with_l1:
-            m = soft_threshold(m, l1)
-        value = out.dtype.type(m * scale)
-        label += (j == 0) | (value != previous_cast)
+    position = 0
+    for j in range(n_merged + 1):
+        start = bounds[2 * j] if j < n_merged else d
+        for k in range(position, start):  # the singletons before merged block j
+            m = np.float64(xs[k]) * unit + drift * np.float64(d - 2 * k - 1)
+            value, previous, label = _output_value(m, previous, previous_cast, label, k == 0, l1, scale, out, with_l1)
+            previous_cast = value
+            i = perm[k]
+            out[i] = value
+            if want_labels:
+                labels[i] = label
+        if j == n_merged:
+            break
+        end = bounds[2 * j + 1]
+        m = sums[j] / np.float64(end - start) + drift * np.float64(d - start - end) + center
+        value, previous, label = _output_value(m, previous, previous_cast, label, start == 0, l1, scale, out, with_l1)
         previous_cast = value
         if want_labels:
             for k in range(start, end):
@@ -248,7 +283,7 @@ def _expand(xs, perm, unit, drift, l1, center, block_end, block_sum, n_blocks, o
         else:
             for k in range(start, end):
                 out[perm[k]] = value
-        start = end
+        position = end
 
 
 @njit(cache=True, nogil=True)
@@ -284,9 +319,9 @@ def prox_sorted_values(xs, perm, block_end, block_sum, lam, l1, out, labels, wan
     unit = overflow_guard(xs, lam, l1)
     center = np.float64(xs[d // 2]) * unit
     drift = lam * unit / np.float64(d - 1) if d > 1 else 0.0
-    n_blocks = pool_blocks(xs, unit, drift, center, block_end, block_sum)
+    n_merged = pool_blocks(xs, unit, drift, center, block_end, block_sum)
     expand_blocks(
-        xs, perm[:d], unit, drift, l1 * unit, center, block_end, block_sum, n_blocks, out, labels, want_labels
+        xs, perm[:d], unit, drift, l1 * unit, center, block_end, block_sum, n_merged, out, labels, want_labels
     )
 
 
