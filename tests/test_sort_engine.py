@@ -79,32 +79,43 @@ def test_each_engine_matches_reference_pava(monkeypatch, engine):
     np.testing.assert_array_equal(labels, expected_labels)
 
 
-def test_numpy_engine_uses_the_pool_for_batches(monkeypatch):
+def test_numpy_engine_shares_key_blocks_among_threads(monkeypatch):
+    import threading
+
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one CPU: the backend never runs chunks in parallel")
-    submitted = []
-    real = numba_backend._executor
+    submitted, solved = [], []
+    real_executor, real_solve = numba_backend._executor, numba_backend._solve_numpy_sort
 
     def counting_executor(workers):
-        pool = real(workers)
+        pool = real_executor(workers)
 
         class Counting:
             def submit(self, fn, *args):
-                submitted.append(args[-3:-1])
+                submitted.append(fn)
                 return pool.submit(fn, *args)
 
         return Counting()
 
+    def recording_solve(*args):
+        solved.append((args[6], args[7], threading.current_thread().name))
+        return real_solve(*args)
+
     monkeypatch.setattr(numba_backend, "_executor", counting_executor)
+    monkeypatch.setattr(numba_backend, "_solve_numpy_sort", recording_solve)
     w = RNG.standard_normal((300, 700))
     x = solve_with("numpy", monkeypatch, w, 0.2, axis=1)
-    assert submitted and all(b > a for a, b in submitted)
+    assert submitted
+    rows_per_block = numba_backend.KEY_BLOCK_ELEMENTS // 700
+    assert sorted(a for a, _, _ in solved) == list(range(0, 300, rows_per_block))  # each block once
+    assert all(b == min(a + rows_per_block, 300) for a, b, _ in solved)
+    monkeypatch.setattr(numba_backend, "_solve_numpy_sort", real_solve)
     assert x.tobytes() == solve_with("radix", monkeypatch, w, 0.2, axis=1).tobytes()
 
 
-def test_pool_errors_reach_the_caller_after_every_chunk_finished(monkeypatch):
+def test_pool_errors_reach_the_caller_after_every_block_finished(monkeypatch):
     import threading
     import time
 
@@ -112,25 +123,32 @@ def test_pool_errors_reach_the_caller_after_every_chunk_finished(monkeypatch):
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one CPU: the backend never runs chunks in parallel")
-    finished = []
+    started, finished = [], []
 
     def failing_side(failing):
-        def solve_chunk(*args):
+        def solve_block(*args):
             in_pool = threading.current_thread() is not threading.main_thread()
-            if in_pool == (failing == "pool"):
+            side = "pool" if in_pool else "caller"
+            started.append(side)
+            time.sleep(0.05)
+            if side == failing:
                 raise MemoryError(f"{failing} failed")
             time.sleep(0.3)
-            finished.append("pool" if in_pool else "caller")
+            finished.append((side, time.perf_counter()))
 
-        return solve_chunk
+        return solve_block
 
-    w = RNG.standard_normal((300, 700))
+    w = RNG.standard_normal((3000, 700))  # 33 key blocks: more than the threads take before one fails
     for failing, other in (("pool", "caller"), ("caller", "pool")):
+        started.clear()
         finished.clear()
         monkeypatch.setattr(numba_backend, "_solve_numpy_sort", failing_side(failing))
         with pytest.raises(MemoryError, match=f"{failing} failed"):
             solve_with("numpy", monkeypatch, w, 0.2, axis=1)
-        assert finished == [other]  # the other chunk ran to its end before the error was raised
+        raised = time.perf_counter()
+        assert started.count(other) == len(finished)  # every block of the other side ran to its end ...
+        assert all(t <= raised for _, t in finished)  # ... before the error reached the caller
+        assert len(started) < 10  # and no new blocks were started after the failure
 
 
 @pytest.mark.parametrize("engine", _sort_engine.ENGINES)

@@ -92,12 +92,16 @@ def _executor(workers):
         return _pool[2]
 
 
-def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop, cache_max=CACHED_WORKSPACE_MAX):
-    """Rows ``first..stop-1`` with numpy's sort, in blocks of about ``KEY_BLOCK_ELEMENTS``."""
+def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop, workspace=None):
+    """Rows ``first..stop-1`` with numpy's sort, in blocks of about ``KEY_BLOCK_ELEMENTS``.
+
+    ``workspace``: buffers from :func:`_workspace` for at least one block (else taken here).
+    """
     d = w.shape[1]
     rows_per_block = max(1, KEY_BLOCK_ELEMENTS // d)
-    rows = min(rows_per_block, stop - first)
-    keys, scratch, perm, block_end, block_sum = _workspace(d, rows * d, cache_max)
+    if workspace is None:
+        workspace = _workspace(d, min(rows_per_block, stop - first) * d)
+    keys, scratch, perm, block_end, block_sum = workspace
     narrow = d <= NARROW_MAX
     for a in range(first, stop, rows_per_block):
         b = min(a + rows_per_block, stop)
@@ -142,26 +146,61 @@ def solve(w, lam, l1, return_clusters):
 
 
 def _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads):
-    """All rows with numpy's sort, one chunk per thread (the calling thread takes the first).
+    """All rows with numpy's sort, on ``threads`` threads (the calling thread is one).
 
-    Returns only when every chunk has finished, also when one raised (the first error
-    is raised, the calling thread's own before the pool's).
+    The rows are cut into key blocks (see :func:`_solve_numpy_sort`) that the threads
+    take one at a time, so that a thread slowed down (by other work on its CPU) leaves
+    more blocks to the others instead of holding up the call. Returns only when every
+    thread has stopped, also when one raised: then no new blocks are started and the
+    first error is raised (the calling thread's own before the pool's).
     """
-    n = w.shape[0]
-    chunks = min(n, threads)
-    bounds = [(c * n // chunks, (c + 1) * n // chunks) for c in range(chunks)]
+    n, d = w.shape
+    rows_per_block = max(1, KEY_BLOCK_ELEMENTS // d)
+    blocks = _BlockQueue(n, rows_per_block)
     args = (w, lam, l1, out, labels, want)
-    jobs, serial = [], []
+    jobs = []
     pool = _executor(threads - 1)
-    for a, b in bounds[1:]:
+    for _ in range(min(threads, blocks.count) - 1):
         try:
-            jobs.append(pool.submit(_solve_numpy_sort, *args, a, b, CACHED_WORKSPACE_MAX_POOLED))
+            jobs.append(pool.submit(_solve_blocks, blocks, args, CACHED_WORKSPACE_MAX_POOLED))
         except RuntimeError:  # the interpreter is shutting down: no new threads
-            serial.append((a, b))
+            break
     try:
-        for a, b in [bounds[0], *serial]:
-            _solve_numpy_sort(*args, a, b)
+        _solve_blocks(blocks, args, CACHED_WORKSPACE_MAX)
     finally:
         wait(jobs)
     for job in jobs:
         job.result()
+
+
+class _BlockQueue:
+    """Hands out blocks of rows ``(first, stop)`` to threads, until all are taken or one failed."""
+
+    def __init__(self, n, rows_per_block):
+        self.n = n
+        self.rows_per_block = rows_per_block
+        self.count = -(-n // rows_per_block)
+        self._next = 0
+        self._lock = threading.Lock()
+        self.failed = False
+
+    def take(self):
+        """The next block, or None when there is none left (or a thread failed)."""
+        with self._lock:
+            first = self._next
+            if self.failed or first >= self.n:
+                return None
+            self._next = first + self.rows_per_block
+        return first, min(first + self.rows_per_block, self.n)
+
+
+def _solve_blocks(blocks, args, cache_max):
+    """Solve blocks taken from ``blocks`` until none is left; a failure stops the others."""
+    try:
+        d = args[0].shape[1]
+        workspace = _workspace(d, min(blocks.rows_per_block, blocks.n) * d, cache_max)
+        while (block := blocks.take()) is not None:
+            _solve_numpy_sort(*args, *block, workspace)
+    except BaseException:
+        blocks.failed = True
+        raise
