@@ -47,6 +47,13 @@ _SHIFT32 = np.uint64(32)
 SMALL_ROW = 4096
 #: Runs of equal top halves (float64) up to this length are finished by insertion sort.
 SHORT_RUN = 32
+#: Narrow keys map a row's range linearly only if it is at least this wide (so that the
+#: scale, at most ``2**31`` over the range, stays finite); narrower ranges (subnormal
+#: spreads) share one coarse key.
+MIN_LINEAR_SPAN = 1e-290
+#: ... and if half the range is below this (a quarter of the largest float64), so that
+#: the range itself is finite.
+MAX_LINEAR_SPAN = 4e307
 
 
 @njit(cache=True, nogil=True)
@@ -303,27 +310,32 @@ def pack_narrow(row, keys):
     neighbours in a Gaussian row of 1000, against 5e-2 for float64's top 22 bits).
 
     A row whose range is zero (every value equal; -0.0 and +0.0 may mix) gets
-    ``q = 0`` for -0.0 and 1 otherwise, and one whose range overflows, or whose scale
-    ``s`` does, gets ``q = 0`` throughout (one long run: the caller falls back).
+    ``q = 0`` for -0.0 and 1 otherwise, and one whose range is near overflow (half of it
+    at least ``MAX_LINEAR_SPAN``), or narrower than ``MIN_LINEAR_SPAN`` (so that ``s``
+    would overflow), gets ``q = 0`` throughout
+    (one long run: the caller falls back).
     Returns True if the keys came out in ascending order (nothing to sort).
     """
     d = row.shape[0]
     b = index_bits(d)
     lo, hi = value_range(row)
     cap = np.float64((1 << (32 - b)) - 1)
-    span = hi - lo
-    scale = cap / span if span > 0.0 else 0.0
-    if not scale < np.inf:  # the range overflows, or is so small that its inverse does
-        scale = 0.0
+    # Linear only where neither the range nor the scale overflows (no inf * 0 = NaN); the
+    # test halves first, so that it overflows nowhere itself.
+    half_span = hi * 0.5 - lo * 0.5
+    linear = 0.5 * MIN_LINEAR_SPAN <= half_span < MAX_LINEAR_SPAN
+    scale = cap / (hi - lo) if linear else 0.0
     shift = np.uint32(b)
     in_order = True
     previous = np.uint32(0)
     for i in range(d):
         v = np.float64(row[i])
-        if span > 0.0:
+        if linear:
             q = np.uint32(min((v - lo) * scale, cap))
-        else:
+        elif hi == lo:
             q = np.uint32(not np.signbit(v))
+        else:
+            q = np.uint32(0)
         key = (q << shift) | np.uint32(i)
         keys[i] = key
         in_order &= (i == 0) | (key > previous)

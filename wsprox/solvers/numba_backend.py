@@ -148,14 +148,16 @@ def solve(w, lam, l1, return_clusters):
 def _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads):
     """All rows with numpy's sort, on ``threads`` threads (the calling thread is one).
 
-    The rows are cut into key blocks (see :func:`_solve_numpy_sort`) that the threads
-    take one at a time, so that a thread slowed down (by other work on its CPU) leaves
+    The rows are cut into blocks (at most a key block of :func:`_solve_numpy_sort`, and
+    at least four per thread where there are enough rows) that the threads take one at a
+    time, so that a thread slowed down (by other work on its CPU) leaves
     more blocks to the others instead of holding up the call. Returns only when every
     thread has stopped, also when one raised: then no new blocks are started and the
     first error is raised (the calling thread's own before the pool's).
     """
     n, d = w.shape
-    rows_per_block = max(1, KEY_BLOCK_ELEMENTS // d)
+    # At most one key block per block of rows, and at least about four blocks per thread.
+    rows_per_block = max(1, min(KEY_BLOCK_ELEMENTS // d, -(-n // (4 * threads))))
     blocks = _BlockQueue(n, rows_per_block)
     args = (w, lam, l1, out, labels, want)
     jobs = []
