@@ -8,7 +8,11 @@ Measures, with CUDA events after a warm-up, the median of repeated runs of:
 * latency for d <= 1e5;
 * batched 1000 x 1e4 (``axis=1``) against ``torch.sort(dim=-1)``;
 * peak device memory beyond input and output at the largest d (bytes per element);
-* ``cuda-imminent`` for comparison, each run under a timeout.
+* ``cuda-imminent`` for comparison, each run under a timeout;
+* design variants of the ``cuda`` backend on Gaussian weights (lam = 1e-2) at the large
+  sizes: the unsort direct or partitioned, the tile stage chunked (``CHUNK``) or one
+  sequential PAVA per tile, so that one GPU run tells which to keep (``--no-variants``
+  skips them).
 
 Prints a table and writes JSON to the path given on the command line. ``--dry-run`` uses
 tiny sizes and works on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, no torch
@@ -40,6 +44,7 @@ def _parser():
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per case")
     p.add_argument("--imminent-timeout", type=float, default=30.0, help="seconds allowed per cuda-imminent run")
     p.add_argument("--batch", type=int, nargs=2, default=[1000, 10000], metavar=("N", "D"), help="batched shape")
+    p.add_argument("--no-variants", dest="variants", action="store_false", help="skip the design variants")
     return p
 
 
@@ -126,6 +131,31 @@ def _run_imminent(x, lam, timeout, timer):
     return 1e3 * elapsed, None
 
 
+def _time_variants(args, timer, np):
+    """prox time of each (unsort, tile stage) design at the large sizes; the backend's tunables restored."""
+    import wsprox
+    from wsprox.solvers import cuda_backend
+
+    saved = cuda_backend.UNSORT, cuda_backend.CHUNK
+    designs = {
+        f"{unsort}/{'chunked' if chunked else 'sequential'}": (unsort, saved[1] if chunked else cuda_backend.TILE)
+        for unsort in ("direct", "partitioned")
+        for chunked in (True, False)
+    }
+    out = []
+    try:
+        for d in [int(s) for s in args.sizes]:
+            x = _to_device(_family("gaussian", d, 1e-2, np), timer)
+            times = {}
+            for name, (unsort, chunk) in designs.items():
+                cuda_backend.UNSORT, cuda_backend.CHUNK = unsort, chunk
+                times[name] = timer.time(lambda x=x: wsprox.prox(x, 1e-2, backend="cuda"), args.repeat, args.warmup)
+            out.append(dict(d=d, ms=times))
+    finally:
+        cuda_backend.UNSORT, cuda_backend.CHUNK = saved
+    return out
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     import numpy as np
@@ -141,6 +171,9 @@ def main(argv=None):
         args.warmup = 1
         args.batch = [3, 16]
         cuda_backend.TILE = 8
+        cuda_backend.CHUNK = 2
+        cuda_backend.UNSORT_WINDOW = 4
+        cuda_backend.UNSORT_CHUNK = 8
         cuda_backend.THREADS_PER_BLOCK = 8
         cuda_imminent.THREADS_PER_BLOCK = 8
     timer = _Timer()
@@ -204,6 +237,8 @@ def main(argv=None):
         )
     )
 
+    variants = _time_variants(args, timer, np) if args.variants else []
+
     def fmt(v, spec=".3f"):
         return "-" if v is None else format(v, spec)
 
@@ -215,6 +250,10 @@ def main(argv=None):
             f"{fmt(r['imminent_ms'], '.1f') if r['imminent_ms'] is not None else (r['imminent_note'] or '-'):>12} "
             f"{fmt(r['peak_extra_bytes_per_element'], '.1f'):>7}"
         )
+    if variants:
+        print(f"\nvariants (gaussian lam=1e-2), prox ms: {'d':>10} " + " ".join(f"{k:>22}" for k in variants[0]["ms"]))
+        for v in variants:
+            print(f"{'':<34} {v['d']:>10} " + " ".join(f"{fmt(t):>22}" for t in v["ms"].values()))
     meta = dict(
         device=device,
         python=platform.python_version(),
@@ -224,7 +263,7 @@ def main(argv=None):
         warmup=args.warmup,
     )
     with open(args.output, "w") as fh:
-        json.dump(dict(meta=meta, rows=rows), fh, indent=2)
+        json.dump(dict(meta=meta, rows=rows, variants=variants), fh, indent=2)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsprox.solvers.cuda_prototype import prox_prototype, prox_rows
+from wsprox.solvers.cuda_prototype import DEFAULT_CHUNK, _chunk_pava, _Row, _tile_pava, prox_prototype, prox_rows
 
 
 def pava_reference(w, lam, l1=0.0):
@@ -93,6 +93,8 @@ FAMILIES = [
     "ties",
     "integers",
 ]
+#: (tile, chunk) pairs: sequential tiles (chunk >= tile), chunk 1, chunks not dividing the tile.
+TILE_CHUNKS = [(1, 1), (2, 1), (3, 2), (4, 2), (4, 4), (8, 3), (31, 4), (32, 8), (33, 8), (32, 1024), (1024, 8)]
 #: Families whose float64 sums are exact (block partitions must match the reference exactly).
 EXACT = {"all_equal", "zero_one", "signed_zero", "ties", "integers"}
 
@@ -105,9 +107,9 @@ def _lam_for(name, d):
     return 0.3
 
 
-def _check(w, lam, l1, tile, dtype=np.float64):
+def _check(w, lam, l1, tile, dtype=np.float64, chunk=DEFAULT_CHUNK):
     w = np.asarray(w, dtype)
-    x, labels = prox_prototype(w, lam, l1, tile=tile, return_clusters=True)
+    x, labels = prox_prototype(w, lam, l1, tile=tile, chunk=chunk, return_clusters=True)
     ref = pava_reference(w.astype(np.float64), lam, l1)
     assert x.dtype == dtype and x.shape == w.shape
     scale = float(np.abs(w).max(initial=0.0)) + lam + l1 + 1.0
@@ -124,19 +126,47 @@ def test_families_tiles(name, d):
     rng = np.random.default_rng(d)
     lam = _lam_for(name, d)
     w = make_family(name, d, lam, rng)
-    for tile in (1, 2, 3, 4, 8, 31, 32, 33, 1024):
-        x, labels, ref = _check(w, lam, 0.0, tile)
+    first = None
+    for tile, chunk in TILE_CHUNKS:
+        x, labels, ref = _check(w, lam, 0.0, tile, chunk=chunk)
         if name in EXACT:
             np.testing.assert_array_equal(labels, labels_of_values(ref))
+            if first is None:
+                first = x
+            np.testing.assert_array_equal(x, first)  # exact sums: every tiling gives the same bits
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 8, 64])
 @pytest.mark.parametrize("tile", [7, 8, 9, 15, 16, 17])
-def test_tile_size_plus_minus_one(tile):
+def test_tile_size_plus_minus_one(tile, chunk):
     rng = np.random.default_rng(tile)
     for d in (tile - 1, tile, tile + 1, 2 * tile - 1, 2 * tile, 2 * tile + 1, 5 * tile + 3):
         for name in ("gaussian", "adversarial_ramp", "spike_ramp", "zero_one"):
             lam = _lam_for(name, d)
-            _check(make_family(name, d, lam, rng), lam, 0.0, tile)
+            _check(make_family(name, d, lam, rng), lam, 0.0, tile, chunk=chunk)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("tile, chunk", [(4, 1), (9, 2), (16, 3), (64, 8)])
+def test_chunk_merge_gives_the_sequential_tile_hull(name, tile, chunk):
+    """The tile stage's in-block bridge tree finds the vertices of the tile's sequential PAVA."""
+    d = 5 * tile + 3
+    lam = _lam_for(name, d)
+    xs = np.sort(make_family(name, d, lam, np.random.default_rng(tile)))
+    merged = _Row(xs, lam, tile)
+    _tile_pava(merged, xs, chunk)
+    plain = _Row(xs, lam, tile)
+    _chunk_pava(plain, xs)
+    np.testing.assert_array_equal(merged.vcnt, plain.vcnt)
+    np.testing.assert_array_equal(merged.L, plain.L)
+    np.testing.assert_array_equal(merged.R, plain.R)
+    used = np.concatenate([np.arange(t * (tile + 1), t * (tile + 1) + plain.vcnt[t]) for t in range(plain.nt)])
+    np.testing.assert_array_equal(merged.vpos[used], plain.vpos[used])
+    scale = float(np.abs(xs).max()) * tile + 1.0
+    np.testing.assert_allclose(merged.vcum[used], plain.vcum[used], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(merged.tot, plain.tot, rtol=0, atol=1e-12 * scale)
+    if name in EXACT:
+        np.testing.assert_array_equal(merged.vcum[used], plain.vcum[used])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -147,7 +177,7 @@ def test_random_l1_dtypes(dtype, l1):
         d = int(rng.integers(1, 90))
         lam = float(rng.choice([0.0, 1e-3, 0.1, 1.0, 50.0]))
         w = rng.standard_normal(d) * float(rng.choice([0.01, 1.0, 100.0]))
-        _check(w, lam, l1, int(rng.integers(1, 12)), dtype)
+        _check(w, lam, l1, int(rng.integers(1, 12)), dtype, chunk=int(rng.integers(1, 5)))
 
 
 def test_integer_partitions_exact():
@@ -156,7 +186,7 @@ def test_integer_partitions_exact():
         d = int(rng.integers(2, 70))
         lam = 0.5 * (d - 1) * int(rng.integers(0, 4))
         w = rng.integers(-5, 6, d).astype(np.float64)
-        x, labels, ref = _check(w, lam, 0.0, int(rng.integers(1, 9)))
+        x, labels, ref = _check(w, lam, 0.0, int(rng.integers(1, 9)), chunk=int(rng.integers(1, 4)))
         np.testing.assert_array_equal(labels, labels_of_values(ref))
 
 
@@ -189,3 +219,5 @@ def test_bad_arguments():
         prox_rows(np.zeros(3), 1.0)
     with pytest.raises(ValueError):
         prox_rows(np.zeros((1, 3)), 1.0, tile=0)
+    with pytest.raises(ValueError, match="chunk"):
+        prox_rows(np.zeros((1, 3)), 1.0, chunk=0)

@@ -39,6 +39,11 @@ def tiny(monkeypatch):
     from wsprox.solvers import cuda_backend, cuda_imminent
 
     monkeypatch.setattr(cuda_backend, "TILE", 4)
+    monkeypatch.setattr(cuda_backend, "CHUNK", 2)
+    # the partitioned unsort everywhere, with windows of 4 destinations and chunks of 8 positions
+    monkeypatch.setattr(cuda_backend, "UNSORT", "partitioned")
+    monkeypatch.setattr(cuda_backend, "UNSORT_WINDOW", 4)
+    monkeypatch.setattr(cuda_backend, "UNSORT_CHUNK", 8)
     monkeypatch.setattr(cuda_backend, "THREADS_PER_BLOCK", 4)
     monkeypatch.setattr(cuda_backend, "SORT_PROVIDER", cuda_backend.HostSortProvider())
     monkeypatch.setattr(cuda_imminent, "THREADS_PER_BLOCK", 4)
@@ -49,7 +54,7 @@ def _lam_for(name, d):
     return 0.5 * max(d - 1, 1) if name in EXACT else 0.3
 
 
-def _agree(w, lam, l1=0.0, tile=4, backend="cuda", exact=False):
+def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False):
     from wsprox.solvers.cuda_prototype import prox_rows
 
     x, labels = wsprox.prox(w, lam, l1=l1, backend=backend, return_clusters=True)
@@ -61,7 +66,7 @@ def _agree(w, lam, l1=0.0, tile=4, backend="cuda", exact=False):
     np.testing.assert_allclose(x.astype(np.float64), pava_reference(w.astype(np.float64), lam, l1), atol=tol)
     np.testing.assert_array_equal(labels, labels_of_values(x))
     if backend == "cuda":
-        px, pl = prox_rows(w.reshape(1, -1), lam, l1, tile=tile, return_clusters=True)
+        px, pl = prox_rows(w.reshape(1, -1), lam, l1, tile=tile, chunk=chunk, return_clusters=True)
         np.testing.assert_allclose(x, px[0], rtol=0, atol=tol)
         if exact:
             np.testing.assert_array_equal(x, px[0])
@@ -89,14 +94,70 @@ def test_families(tiny, name, d):
 
 
 @sim_only
-@pytest.mark.parametrize("tile", [3, 4, 5])
-def test_tile_boundaries(tiny, monkeypatch, tile):
+@pytest.mark.parametrize("tile, chunk", [(3, 1), (4, 4), (5, 2), (7, 3), (9, 2)])
+def test_tile_boundaries(tiny, monkeypatch, tile, chunk):
     monkeypatch.setattr(tiny, "TILE", tile)
+    monkeypatch.setattr(tiny, "CHUNK", chunk)
     rng = np.random.default_rng(tile)
     for d in (tile - 1, tile + 1, 4 * tile, 4 * tile + 1):
-        for name in ("adversarial_ramp", "spike_ramp", "zero_one"):
+        for name in ("adversarial_ramp", "spike_ramp", "zero_one", "gaussian"):
             lam = _lam_for(name, d)
-            _agree(make_family(name, d, lam, rng), lam, tile=tile, exact=name in EXACT)
+            _agree(make_family(name, d, lam, rng), lam, tile=tile, chunk=chunk, exact=name in EXACT)
+
+
+@sim_only
+@pytest.mark.parametrize("name", ["gaussian", "adversarial_ramp", "ties", "integers"])
+def test_direct_unsort(tiny, monkeypatch, name):
+    monkeypatch.setattr(tiny, "UNSORT", "direct")
+    for d in (1, 9, 33):
+        lam = _lam_for(name, d)
+        _agree(make_family(name, d, lam, np.random.default_rng(d)), lam, l1=0.01, exact=name in EXACT)
+
+
+@sim_only
+@pytest.mark.parametrize("window, chunk", [(1, 1), (2, 3), (8, 5), (64, 64)])
+def test_partitioned_unsort_shapes(tiny, monkeypatch, window, chunk):
+    """Windows and chunks that do and do not divide the row; batched rows; float32 and labels."""
+    monkeypatch.setattr(tiny, "UNSORT_WINDOW", window)
+    monkeypatch.setattr(tiny, "UNSORT_CHUNK", chunk)
+    rng = np.random.default_rng(window + chunk)
+    for d in (1, 7, 40):
+        _agree(rng.standard_normal(d).astype(np.float32), 0.3, l1=0.02)
+    w = rng.standard_normal((3, 21))
+    x, labels = wsprox.prox(w, 0.5, axis=1, backend="cuda", return_clusters=True)
+    xn, ln = wsprox.prox(w, 0.5, axis=1, backend="numba", return_clusters=True)
+    np.testing.assert_allclose(x, xn, atol=1e-12)
+    np.testing.assert_array_equal(labels, ln)
+
+
+def test_unsort_windows_bounded():
+    from wsprox.solvers import cuda_backend
+
+    for d in (1, 2, 1000, 2**20, 2**20 + 1, 10**9, 2**31 + 5):
+        for window in (1, 4, 2**20):
+            shift = cuda_backend._unsort_shift(d, window)
+            assert ((d - 1) >> shift) + 1 <= cuda_backend._MAX_BUCKETS
+            assert 2**shift >= window or ((d - 1) >> shift) + 1 == cuda_backend._MAX_BUCKETS
+            assert shift == 0 or ((d - 1) >> (shift - 1)) + 1 > cuda_backend._MAX_BUCKETS or 2 ** (shift - 1) < window
+
+
+@sim_only
+def test_bad_unsort_mode(tiny, monkeypatch):
+    monkeypatch.setattr(tiny, "UNSORT", "sideways")
+    with pytest.raises(ValueError, match="UNSORT"):
+        wsprox.prox(np.zeros(3), 1.0, backend="cuda")
+
+
+@sim_only
+def test_tile_tunables_checked(tiny, monkeypatch):
+    w = np.zeros(5)
+    monkeypatch.setattr(tiny, "CHUNK", 0)
+    with pytest.raises(ValueError, match="CHUNK"):
+        wsprox.prox(w, 1.0, backend="cuda")
+    monkeypatch.setattr(tiny, "CHUNK", 1)
+    monkeypatch.setattr(tiny, "TILE", 4096)
+    with pytest.raises(ValueError, match="shared memory"):
+        wsprox.prox(w, 1.0, backend="cuda")
 
 
 @sim_only
@@ -233,3 +294,26 @@ def test_gpu_adversarial_ramp():
     w = make_family("adversarial_ramp", d, lam, np.random.default_rng(0))
     x = wsprox.prox(w, lam, backend="cuda")
     np.testing.assert_allclose(x, wsprox.prox(w, lam, backend="numba"), atol=1e-9)
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("unsort", ["direct", "partitioned"])
+@pytest.mark.parametrize("chunk", [8, 1024])
+def test_gpu_designs_agree_bitwise(monkeypatch, unsort, chunk):
+    """Both unsorts and both tile stages (chunked, sequential) on the real GPU; the unsort moves bits only."""
+    from numba import cuda
+
+    from wsprox.solvers import cuda_backend
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(3 * 10**6 + 17, dtype=np.float32)
+    monkeypatch.setattr(cuda_backend, "CHUNK", chunk)
+    monkeypatch.setattr(cuda_backend, "UNSORT", "direct")
+    ref, ref_labels = wsprox.prox(cuda.to_device(w), 1e-2, return_clusters=True)
+    monkeypatch.setattr(cuda_backend, "UNSORT", unsort)
+    x, labels = wsprox.prox(cuda.to_device(w), 1e-2, return_clusters=True)
+    np.testing.assert_array_equal(x.copy_to_host(), ref.copy_to_host())
+    np.testing.assert_array_equal(labels.copy_to_host(), ref_labels.copy_to_host())
+    xn = wsprox.prox(w, 1e-2, backend="numba")
+    np.testing.assert_allclose(x.copy_to_host(), xn, rtol=0, atol=4 * np.spacing(np.float32(np.abs(w).max())))

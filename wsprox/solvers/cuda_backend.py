@@ -8,10 +8,22 @@ pairs, (two more launches for cluster ids) and one expansion launch per row chun
 Tunables (module constants read at every call, so tests can patch them):
 
 ``TILE``
-    Elements per tile (the shared-memory stage of the tile PAVA holds ``20 * TILE``
-    bytes, so at most 2048 on current GPUs).
+    Elements per tile: one thread block of the tile stage, whose shared memory holds
+    about ``20 * TILE + 32 * TILE / CHUNK`` bytes (at most 48 KiB).
+``CHUNK``
+    Elements per thread of the tile stage (``CHUNK >= TILE`` gives one sequential PAVA
+    per tile).
 ``THREADS_PER_BLOCK``
     Threads per block of every launch.
+``UNSORT``
+    How the values return to the original order: ``"direct"`` (one scatter through the
+    sort permutation, fused into the expansion), ``"partitioned"`` (values written in
+    sorted order in place, then grouped by destination window before the scatter, see
+    :func:`wsprox.solvers.cuda_kernels.get_unsort_kernels`), or ``"auto"`` (partitioned for
+    rows of at least ``UNSORT_MIN_SIZE`` elements).
+``UNSORT_MIN_SIZE``, ``UNSORT_WINDOW``, ``UNSORT_CHUNK``
+    Row length from which ``"auto"`` partitions; destinations per window (at most
+    1024 windows per row, widened for longer rows); sorted positions per thread block.
 ``SORT_PROVIDER``
     None (default: CuPy, then torch, found at run time) or a provider object; the
     test-only :class:`HostSortProvider` sorts on the host and exists for numba's CUDA
@@ -33,16 +45,37 @@ import numpy as np
 
 from .._validation import check_strength, nonfinite_message, normalize_axis, resolve_dtypes
 
-__all__ = ["solve", "prox_device", "availability", "HostSortProvider", "TILE", "THREADS_PER_BLOCK"]
+__all__ = [
+    "solve",
+    "prox_device",
+    "availability",
+    "HostSortProvider",
+    "NumbaWork",
+    "TILE",
+    "CHUNK",
+    "THREADS_PER_BLOCK",
+]
 
 #: Elements per tile.
 TILE = 1024
+#: Elements per thread of the tile stage.
+CHUNK = 8
 #: Threads per block of every launch.
 THREADS_PER_BLOCK = 128
+#: "auto", "direct" or "partitioned" (see the module docstring).
+UNSORT = "auto"
+#: Row length from which UNSORT="auto" partitions the unsort.
+UNSORT_MIN_SIZE = 2**22
+#: Destinations per window of the partitioned unsort (a power of two).
+UNSORT_WINDOW = 2**20
+#: Sorted positions per thread block of the partitioned unsort.
+UNSORT_CHUNK = 8192
+_MAX_BUCKETS = 1024
 #: The sort provider: None (auto: CuPy, then torch) or an object like :class:`HostSortProvider`.
 SORT_PROVIDER = None
 
 _MAX_GRID_Y = 65535
+_MAX_STATIC_SHARED = 48 * 1024
 _INSTALL = (
     "install CuPy (pip install cupy-cuda12x) or PyTorch with CUDA (pip install torch), or pip install 'wsprox[cuda]'"
 )
@@ -81,6 +114,17 @@ def _shape_dtype(obj):
     return tuple(cai["shape"]), np.dtype(cai["typestr"])
 
 
+def _wrap(obj):
+    """A numba device array over ``obj``'s memory, without the CUDA-array-interface stream sync.
+
+    Every launch goes to the provider's stream, the stream the caller's work is on, so
+    the host synchronisation that numba would otherwise do on every import is not needed.
+    """
+    from numba import cuda
+
+    return cuda.as_cuda_array(obj, sync=False)
+
+
 def _find_provider_name():
     for name in ("cupy", "torch"):
         if importlib.util.find_spec(name) is not None:
@@ -108,7 +152,23 @@ def get_provider(like=None):
 
 
 # ------------------------------------------------------------------------- providers
-class HostSortProvider:
+class NumbaWork:
+    """Work arrays from numba's allocator; the small scans on the host (no provider at hand)."""
+
+    def empty(self, shape, dtype):
+        from numba import cuda
+
+        return cuda.device_array(shape, dtype)
+
+    def exclusive_cumsum(self, counts):
+        """Exclusive cumulative sum along axis 1 of a 2-D int64 device array (host round trip)."""
+        from numba import cuda
+
+        host = counts.copy_to_host()
+        return cuda.to_device(np.cumsum(host, axis=1) - host)
+
+
+class HostSortProvider(NumbaWork):
     """TEST-ONLY provider for numba's CUDA simulator: sorts and reshapes through host numpy.
 
     It copies device arrays to the host and back, so it defeats the purpose of the
@@ -172,6 +232,15 @@ class _TorchProvider:
 
         return cuda.external_stream(self.torch.cuda.current_stream().cuda_stream)
 
+    def empty(self, shape, dtype):
+        """Work array from torch's caching allocator (counted by ``torch.cuda.max_memory_allocated``)."""
+        torch = self.torch
+        return _wrap(torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name), device="cuda"))
+
+    def exclusive_cumsum(self, counts):
+        t = self.torch.as_tensor(counts, device="cuda")
+        return _wrap(self.torch.cumsum(t, dim=1) - t)
+
     def _tensor(self, obj):
         torch = self.torch
         if isinstance(obj, torch.Tensor):
@@ -179,22 +248,19 @@ class _TorchProvider:
         return torch.as_tensor(obj, device="cuda")
 
     def to_rows(self, obj, axis, compute_dtype):
-        from numba import cuda
 
         torch = self.torch
         t = self._tensor(obj) if not isinstance(obj, np.ndarray) else torch.from_numpy(obj).cuda()
         moved = t.reshape(1, t.numel()) if axis is None else t.movedim(axis, -1)
         rows = moved.reshape(-1, moved.shape[-1]).to(getattr(torch, np.dtype(compute_dtype).name)).contiguous()
-        return cuda.as_cuda_array(rows), tuple(moved.shape)
+        return _wrap(rows), tuple(moved.shape)
 
     def sort_rows(self, rows_dev, stream):
-        from numba import cuda
 
         values, indices = self.torch.sort(self.torch.as_tensor(rows_dev, device="cuda"), dim=-1)
-        return cuda.as_cuda_array(values), cuda.as_cuda_array(indices)
+        return _wrap(values), _wrap(indices)
 
     def from_rows(self, x_dev, moved_shape, axis, shape, out_dtype, like):
-        from numba import cuda
 
         torch = self.torch
         x = torch.as_tensor(x_dev, device="cuda").reshape(moved_shape)
@@ -207,7 +273,7 @@ class _TorchProvider:
             import cupy
 
             return cupy.asarray(x)
-        return cuda.as_cuda_array(x)
+        return _wrap(x)
 
     def copy_into(self, out, result):
         self._tensor(out).copy_(self._tensor(result))
@@ -226,25 +292,29 @@ class _CupyProvider:
 
         return cuda.external_stream(self.cupy.cuda.get_current_stream().ptr)
 
-    def to_rows(self, obj, axis, compute_dtype):
-        from numba import cuda
+    def empty(self, shape, dtype):
+        """Work array from CuPy's memory pool."""
+        return _wrap(self.cupy.empty(shape, dtype))
 
+    def exclusive_cumsum(self, counts):
+        a = self.cupy.asarray(counts)
+        return _wrap(self.cupy.cumsum(a, axis=1) - a)
+
+    def to_rows(self, obj, axis, compute_dtype):
         cp = self.cupy
         a = cp.asarray(obj)
         moved = a.reshape(1, a.size) if axis is None else cp.moveaxis(a, axis, -1)
         rows = cp.ascontiguousarray(moved.reshape(-1, moved.shape[-1]).astype(compute_dtype, copy=False))
-        return cuda.as_cuda_array(rows), tuple(moved.shape)
+        return _wrap(rows), tuple(moved.shape)
 
     def sort_rows(self, rows_dev, stream):
-        from numba import cuda
 
         cp = self.cupy
         rows = cp.asarray(rows_dev)
         perm = cp.argsort(rows, axis=-1).astype(cp.int64, copy=False)
-        return cuda.as_cuda_array(cp.take_along_axis(rows, perm, axis=-1)), cuda.as_cuda_array(perm)
+        return _wrap(cp.take_along_axis(rows, perm, axis=-1)), _wrap(perm)
 
     def from_rows(self, x_dev, moved_shape, axis, shape, out_dtype, like):
-        from numba import cuda
 
         cp = self.cupy
         x = cp.asarray(x_dev).reshape(moved_shape)
@@ -257,7 +327,7 @@ class _CupyProvider:
             import torch
 
             return torch.as_tensor(x, device="cuda")
-        return cuda.as_cuda_array(x)
+        return _wrap(x)
 
     def copy_into(self, out, result):
         self.cupy.asarray(out)[...] = self.cupy.asarray(result)
@@ -268,62 +338,117 @@ def _grid(n, tpb):
     return max(1, -(-n // tpb))
 
 
-def run_rows(xs, perm, lam, l1, want_labels, stream, *, tile=None, threads_per_block=None):
+def _unsort_shift(d, window):
+    """log2 of the destinations per window: at least ``window``, at most ``_MAX_BUCKETS`` windows."""
+    shift = max(0, int(window).bit_length() - 1)
+    while ((d - 1) >> shift) + 1 > _MAX_BUCKETS:
+        shift += 1
+    return shift
+
+
+def _partitioned_unsort(vals, perm, out, work, stream, tpb):
+    """``out[r, perm[r, k]] = vals[r, k]`` through destination windows (see ``get_unsort_kernels``)."""
+    from .cuda_kernels import get_unsort_kernels
+
+    kern = get_unsort_kernels(tpb, _MAX_BUCKETS)
+    m, d = vals.shape
+    shift = _unsort_shift(d, UNSORT_WINDOW)
+    chunk = max(1, int(UNSORT_CHUNK))
+    n_chunks = -(-d // chunk)
+    n_buckets = ((d - 1) >> shift) + 1
+    grid = (n_chunks, m)
+    counts = work.empty((m, n_buckets * n_chunks), np.int64)
+    none = work.empty((1, 1), vals.dtype), work.empty((1, 1), np.int32)
+    kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, counts, *none, False)
+    starts = work.exclusive_cumsum(counts)
+    del counts
+    stage_val = work.empty((m, d), vals.dtype)
+    stage_dst = work.empty((m, d), np.int32 if d < 2**31 else np.int64)
+    kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, starts, stage_val, stage_dst, True)
+    kern.k_window_scatter[(_grid(d, tpb), m), tpb, stream](stage_val, stage_dst, out)
+
+
+def _use_partitioned_unsort(d):
+    mode = UNSORT
+    if mode not in ("auto", "direct", "partitioned"):
+        raise ValueError(f"UNSORT must be 'auto', 'direct' or 'partitioned', got {mode!r}")
+    return mode == "partitioned" or (mode == "auto" and d >= UNSORT_MIN_SIZE)
+
+
+def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, chunk=None, threads_per_block=None):
     """The prox of sorted rows: ``xs`` (n, d) sorted ascending, ``perm`` its int64 sort permutation.
 
-    Returns numba device arrays ``out`` ((n, d), ``xs``'s dtype, original order) and
+    ``work`` allocates the work arrays and runs the small scans (default :class:`NumbaWork`;
+    the providers use their library's memory pool, so work memory is counted and reused
+    there). With the partitioned unsort, ``xs`` is overwritten by the values in sorted
+    order. Returns numba device arrays ``out`` ((n, d), ``xs``'s dtype, original order) and
     ``labels`` (int64, or None).
     """
-    from numba import cuda
-
-    from .cuda_kernels import get_kernels, n_levels
+    from .cuda_kernels import get_kernels, n_levels, tile_shared_bytes
 
     tile = int(TILE if tile is None else tile)
+    chunk = int(CHUNK if chunk is None else chunk)
     tpb = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
-    if tile < 1 or tpb < 1:
-        raise ValueError(f"TILE and THREADS_PER_BLOCK must be >= 1, got {tile}, {tpb}")
-    kern = get_kernels(tile, tpb)
+    if tile < 1 or chunk < 1 or tpb < 1:
+        raise ValueError(f"TILE, CHUNK and THREADS_PER_BLOCK must be >= 1, got {tile}, {chunk}, {tpb}")
+    if -(-tile // chunk) > 1024 or tile_shared_bytes(tile, chunk) > _MAX_STATIC_SHARED:
+        raise ValueError(
+            f"TILE={tile}, CHUNK={chunk} needs {-(-tile // chunk)} threads and {tile_shared_bytes(tile, chunk)} bytes"
+            f" of shared memory per block (at most 1024 and {_MAX_STATIC_SHARED})"
+        )
+    work = NumbaWork() if work is None else work
     n, d = xs.shape
+    partitioned = _use_partitioned_unsort(d)
+    kern = get_kernels(tile, chunk, tpb)
     nt = -(-d // tile)
     slots = nt * kern.SLOTS
     is32 = xs.dtype == np.float32
     pos_dtype = np.int32 if d < 2**31 - 1 else np.int64
-    out = cuda.device_array((n, d), dtype=xs.dtype, stream=stream)
-    labels = cuda.device_array((n, d) if want_labels else (1, 1), dtype=np.int64, stream=stream)
+    out = work.empty((n, d), xs.dtype)
+    labels = work.empty((n, d), np.int64) if want_labels else None
     levels = n_levels(nt)
     npairs = max(1, -(-nt // 2))
     for r0 in range(0, n, _MAX_GRID_Y):
         r1 = min(n, r0 + _MAX_GRID_Y)
         m = r1 - r0
         xs_c, perm_c, out_c = xs[r0:r1], perm[r0:r1], out[r0:r1]
-        vcnt = cuda.device_array((m, nt), np.int64, stream=stream)
-        vpos = cuda.device_array((m, slots), pos_dtype, stream=stream)
-        vcum = cuda.device_array((m, slots), np.float64, stream=stream)
-        tot = cuda.device_array((m, nt), np.float64, stream=stream)
-        off = cuda.device_array((m, nt), np.float64, stream=stream)
-        L = cuda.device_array((m, nt), np.int64, stream=stream)
-        R = cuda.device_array((m, nt), np.int64, stream=stream)
-        bp = cuda.device_array((m, npairs), np.int64, stream=stream)
-        bq = cuda.device_array((m, npairs), np.int64, stream=stream)
-        kern.k_tile[(nt, m), tpb, stream](xs_c, lam, vcnt, vpos, vcum, tot, L, R)
+        centers = work.empty(m, np.float64)
+        vcnt = work.empty((m, nt), np.int64)
+        vpos = work.empty((m, slots), pos_dtype)
+        vcum = work.empty((m, slots), np.float64)
+        tot = work.empty((m, nt), np.float64)
+        off = work.empty((m, nt), np.float64)
+        L = work.empty((m, nt), np.int64)
+        R = work.empty((m, nt), np.int64)
+        bp = work.empty((m, npairs), np.int64)
+        bq = work.empty((m, npairs), np.int64)
+        kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, centers, vcnt, vpos, vcum, tot, L, R)
         kern.k_scan[m, tpb, stream](tot, off)
         for level in range(levels):
             pairs = -(-nt // (2 << level))
             kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq)
             kern.k_update[(_grid(nt, tpb), m), tpb, stream](level, vpos, bp, bq, L, R)
+        del bp, bq
         if want_labels:
-            vlab = cuda.device_array((m, slots), np.int64, stream=stream)
-            lcnt = cuda.device_array((m, nt), np.float64, stream=stream)
-            lbase = cuda.device_array((m, nt), np.float64, stream=stream)
-            kern.k_label_flags[(nt, m), 1, stream](xs_c, lam, l1, is32, vcnt, vpos, vcum, off, L, R, vlab, lcnt)
+            vlab = work.empty((m, slots), np.int64)
+            lcnt = work.empty((m, nt), np.float64)
+            lbase = work.empty((m, nt), np.float64)
+            kern.k_label_flags[(_grid(nt, tpb), m), tpb, stream](
+                xs_c, lam, l1, is32, vcnt, vpos, vcum, off, L, R, vlab, lcnt
+            )
             kern.k_scan[m, tpb, stream](lcnt, lbase)
             lab_c = labels[r0:r1]
         else:
-            vlab = lbase = lab_c = cuda.device_array((1, 1), np.int64, stream=stream)
+            vlab = lbase = lab_c = work.empty((1, 1), np.int64)
         kern.k_expand[(_grid(d, tpb), m), tpb, stream](
-            xs_c, perm_c, lam, l1, is32, vcnt, vpos, vcum, off, L, R, out_c, bool(want_labels), vlab, lbase, lab_c
-        )
-    return out, (labels if want_labels else None)
+            perm_c, centers, lam, l1, is32, vcnt, vpos, vcum, off, L, R,
+            xs_c if partitioned else out_c, not partitioned, bool(want_labels), vlab, lbase, lab_c,
+        )  # fmt: skip
+        # the hull is not needed any more: free it (to the pool) before the unsort's staging arrays
+        del vcnt, vpos, vcum, tot, off, L, R, vlab, lbase, centers
+        if partitioned:
+            _partitioned_unsort(xs_c, perm_c, out_c, work, stream, tpb)
+    return out, labels
 
 
 def _check_finite_device(rows_dev, moved_shape, axis, shape, stream):
@@ -358,7 +483,7 @@ def solve(w, lam, l1, return_clusters):
     host = isinstance(w, np.ndarray)
     rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w
     xs, perm = provider.sort_rows(rows, stream)
-    out, labels = run_rows(xs, perm, float(lam), float(l1), bool(return_clusters), stream)
+    out, labels = run_rows(xs, perm, float(lam), float(l1), bool(return_clusters), stream, work=provider)
     if host:
         x = out.copy_to_host(stream=stream)
         lab = labels.copy_to_host(stream=stream) if labels is not None else None

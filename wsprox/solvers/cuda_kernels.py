@@ -4,18 +4,20 @@ They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_pr
 (read its docstring for the mathematics, the data layout and the depth/work bounds):
 
 1. :func:`k_tile` -- one thread block per tile: the block stages the tile's ``x - c`` in
-   shared memory (coalesced loads, float64), then one thread runs a sequential PAVA with
-   its stack in shared memory and writes the tile's hull vertices. (A per-thread-chunk
-   PAVA merged in a tree inside the block is the planned optimisation; the sequential
-   version keeps the tile depth at O(TILE).)
+   shared memory (coalesced loads, float64); each thread runs a sequential PAVA on a chunk
+   of ``CHUNK`` consecutive elements, with its stack in shared memory; the chunk hulls are
+   merged in a bridge tree inside the block (the same device functions as stage 2, on
+   shared arrays); the tile writes only its hull vertices.
 2. :func:`k_scan` -- one thread block per row: exclusive float64 scan of per-tile values.
 3. :func:`k_bridge` / :func:`k_update` -- one launch pair per level of the bridge tree
    (``ceil(log2 n_tiles)`` levels): one thread per merging pair finds the bridge by the
    nested binary search, then one thread per tile moves its ``L``/``R`` survivor pointers.
-4. :func:`k_label_flags` (only for cluster ids) -- one thread block per tile counts the
-   block starts that open a new cluster id, then :func:`k_scan` over tiles.
+4. :func:`k_label_flags` (only for cluster ids) -- one thread per tile counts the block
+   starts that open a new cluster id, then :func:`k_scan` over tiles.
 5. :func:`k_expand` -- one thread per element: block mean in float64, rounding guard,
-   soft threshold, cast, scatter through the sort permutation.
+   soft threshold, cast, then either the scatter through the sort permutation or a
+   store in sorted order followed by the partitioned unsort of
+   :func:`get_unsort_kernels` (destinations grouped into L2-sized windows first).
 
 Kernels are built by :func:`get_kernels` for a given tile size and threads per block
 (shared-array sizes must be compile-time constants) and cached.
@@ -25,9 +27,9 @@ from __future__ import annotations
 
 import functools
 
-from numba import cuda, float32, float64, int64
+from numba import cuda, float32, float64, int32, int64
 
-__all__ = ["get_kernels", "get_scan_kernel", "k_nonfinite", "soft_cast"]
+__all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite", "soft_cast"]
 
 
 @cuda.jit
@@ -99,22 +101,15 @@ def get_scan_kernel(threads_per_block: int):
 
 
 @functools.cache
-def get_kernels(tile: int, threads_per_block: int):
-    """Compile (lazily) and return the kernels for ``tile`` elements per tile.
+def _hull_functions(S: int):
+    """Device functions on a hull stored in slots of stride ``S`` (``S`` = elements per tile + 1).
 
-    Returns
-    -------
-    types.SimpleNamespace
-        ``k_tile, k_scan, k_bridge, k_update, k_label_flags, k_expand`` and the
-        constants ``TILE``, ``SLOTS`` (= TILE + 1) and ``TPB``.
+    The same functions serve the tiles of a row (global arrays) and the chunks of a tile
+    (shared arrays inside :func:`get_kernels`' ``k_tile``). Returns the tuple ``(canon, span,
+    pool, end_slot, pred_end, first_edge_tangent, first_edge_bridge, prev_vertex,
+    alive_edge)``.
     """
-    import types
 
-    TILE = int(tile)
-    S = TILE + 1
-    TPB = int(threads_per_block)
-
-    # ------------------------------------------------------------------ device helpers
     @cuda.jit(device=True)
     def canon(vcnt, nt, slot):
         t = slot // S
@@ -232,6 +227,56 @@ def get_kernels(tile: int, threads_per_block: int):
         return u - 1
 
     @cuda.jit(device=True)
+    def alive_edge(vcnt, L, R, nt, t, i):
+        """End slot of the final-hull edge from vertex ``i`` of tile ``t``; -1 if that vertex was removed."""
+        u = t * S + i
+        if i == 0:
+            if L[t] == u:
+                return R[t]
+            return -1
+        if not (R[t] // S == t and R[t] <= u):
+            return -1
+        if t + 1 < nt:
+            last = L[t + 1]
+            if not ((last // S == t and u <= last) or last // S == t + 1):
+                return -1
+            if u == last:
+                return R[t + 1]
+        return canon(vcnt, nt, u + 1)
+
+    return (canon, span, pool, end_slot, pred_end, first_edge_tangent, first_edge_bridge, prev_vertex, alive_edge)
+
+
+@functools.cache
+def get_kernels(tile: int, chunk: int, threads_per_block: int):
+    """Compile (lazily) and return the kernels for ``tile`` elements per tile, ``chunk`` per thread.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        ``k_tile, k_scan, k_bridge, k_update, k_label_flags, k_expand`` and the
+        constants ``TILE``, ``SLOTS`` (= TILE + 1), ``CHUNK``, ``NC`` (threads of a
+        ``k_tile`` block, ``ceil(TILE / CHUNK)``) and ``TPB``.
+    """
+    import types
+
+    TILE = int(tile)
+    S = TILE + 1
+    CHUNK = min(int(chunk), TILE)
+    SC = CHUNK + 1
+    NC = -(-TILE // CHUNK)
+    CSLOTS = NC * SC
+    NC1 = NC + 1
+    TPB = int(threads_per_block)
+
+    (canon, span, pool, end_slot, pred_end, first_edge_tangent, first_edge_bridge, prev_vertex, alive_edge) = (
+        _hull_functions(S)
+    )
+    (c_canon, _, c_pool, _, c_pred_end, c_first_edge_tangent, c_first_edge_bridge, _, c_alive_edge) = _hull_functions(
+        SC
+    )
+
+    @cuda.jit(device=True)
     def block_mean(vpos, vcum, off, d, scale, lam, center, u, w):
         a = vpos[u]
         b = vpos[w]
@@ -249,33 +294,52 @@ def get_kernels(tile: int, threads_per_block: int):
 
     # ------------------------------------------------------------------ kernels
     @cuda.jit
-    def k_tile(xs, lam, vcnt, vpos, vcum, tot, L, R):
-        """Stage 1: PAVA per tile (grid = (n_tiles, n_rows), one block per tile)."""
-        sy = cuda.shared.array(TILE, float64)
-        sums = cuda.shared.array(TILE, float64)
-        ends = cuda.shared.array(TILE, int64)
+    def k_tile(xs, lam, centers, vcnt, vpos, vcum, tot, L, R):
+        """Stage 1: the hull of every tile (grid = (n_tiles, n_rows), NC threads per block).
+
+        Thread ``c`` runs a sequential PAVA on chunk ``c`` (``CHUNK`` elements staged in
+        shared memory); the chunk hulls are merged by the bridge tree of
+        ``_hull_functions(SC)`` on shared arrays (``ceil(log2 NC)`` levels); the tile
+        writes its hull vertices (position, float64 sum from the tile start) to its slots.
+        """
+        sx = cuda.shared.array(CSLOTS, float64)  # staged x - c; chunk c at [c * SC, c * SC + CHUNK)
+        cpos = cuda.shared.array(CSLOTS, int32)  # chunk hull vertices: position in the tile
+        ccum = cuda.shared.array(CSLOTS, float64)  # and sum from the chunk start
+        ccnt = cuda.shared.array(NC, int32)
+        coff = cuda.shared.array(NC, float64)
+        cL = cuda.shared.array(NC, int32)
+        cR = cuda.shared.array(NC, int32)
+        cbp = cuda.shared.array(NC, int32)
+        cbq = cuda.shared.array(NC, int32)
+        cnum = cuda.shared.array(NC1, int32)
+        c = cuda.threadIdx.x
         t = cuda.blockIdx.x
         r = cuda.blockIdx.y
         d = xs.shape[1]
         nt = vcnt.shape[1]
         b0 = t * TILE
         n_el = min(TILE, d - b0)
+        nce = (n_el + CHUNK - 1) // CHUNK
         center = float64(xs[r, d // 2])
-        j = cuda.threadIdx.x
-        while j < n_el:
-            sy[j] = float64(xs[r, b0 + j]) - center
-            j += cuda.blockDim.x
+        if t == 0 and c == 0:
+            centers[r] = center
+        scale = float64(d - 1) if d > 1 else 1.0
+        j = c
+        while j < n_el:  # coalesced loads; one pad slot per chunk against bank conflicts
+            sx[j + j // CHUNK] = float64(xs[r, b0 + j]) - center
+            j += NC
         cuda.syncthreads()
-        if cuda.threadIdx.x == 0:
-            scale = float64(d - 1) if d > 1 else 1.0
-            top = -1
-            for j in range(n_el):
-                s = sy[j]
+        cs = c * CHUNK
+        base = c * SC
+        if cs < n_el:
+            top = -1  # stack entry k: sum at ccum[base + 1 + k], end at cpos[base + 1 + k]
+            for j in range(cs, min(cs + CHUNK, n_el)):
+                s = sx[j + c]
                 n = 1.0
                 while top >= 0:
-                    start = ends[top - 1] if top > 0 else 0
-                    n_left = float64(ends[top] - start)
-                    s_left = sums[top]
+                    start = cpos[base + top] if top > 0 else cs
+                    n_left = float64(cpos[base + 1 + top] - start)
+                    s_left = ccum[base + 1 + top]
                     if scale * (s * n_left - s_left * n) <= lam * n_left * n * (n_left + n):
                         s += s_left
                         n += n_left
@@ -283,23 +347,90 @@ def get_kernels(tile: int, threads_per_block: int):
                     else:
                         break
                 top += 1
-                sums[top] = s
-                ends[top] = j + 1
-            base = t * S
-            vpos[r, base] = b0
-            vcum[r, base] = 0.0
+                ccum[base + 1 + top] = s
+                cpos[base + 1 + top] = j + 1
+            cpos[base] = cs
+            ccum[base] = 0.0
             acc = 0.0
-            for j in range(top + 1):
-                acc += sums[j]
-                vpos[r, base + 1 + j] = b0 + ends[j]
-                vcum[r, base + 1 + j] = acc
-            vcnt[r, t] = top + 2
-            tot[r, t] = acc
-            L[r, t] = base
-            if top == 0 and t < nt - 1:
+            for k in range(top + 1):
+                acc += ccum[base + 1 + k]
+                ccum[base + 1 + k] = acc
+            ccnt[c] = top + 2
+            coff[c] = acc
+        cuda.syncthreads()
+        if c == 0:  # exclusive scan of the chunk totals (serial: NC values)
+            acc = 0.0
+            for k in range(nce):
+                v = coff[k]
+                coff[k] = acc
+                acc += v
+        cuda.syncthreads()
+        if c < nce:
+            cL[c] = base
+            cR[c] = c_canon(ccnt, nce, base + 1)
+        cuda.syncthreads()
+        level = 0
+        while (1 << level) < nce:  # bridge tree over the chunks; the level count depends on n_el only
+            h = 1 << level
+            g0 = c * 2 * h
+            gm = g0 + h
+            if g0 < nce:
+                p = -1
+                q = -1
+                if gm < nce:
+                    g2 = min(g0 + 2 * h, nce)
+                    if c_pool(cpos, ccum, coff, scale, lam, c_pred_end(ccnt, cL, cR, gm), gm * SC, cR[gm]):
+                        q = c_first_edge_bridge(ccnt, cpos, ccum, coff, cL, cR, nce, scale, lam, g0, gm, g2)
+                        p = c_first_edge_tangent(ccnt, cpos, ccum, coff, cL, cR, nce, scale, lam, g0, gm, q)
+                cbp[c] = p
+                cbq[c] = q
+            cuda.syncthreads()
+            if c < nce:
+                pair = c // (2 * h)
+                p = cbp[pair]
+                if p >= 0:
+                    q = cbq[pair]
+                    if cpos[p] <= cs and cs < cpos[q]:
+                        cL[c] = p
+                        cR[c] = q
+            cuda.syncthreads()
+            level += 1
+        n_alive = 0
+        if c < nce:
+            for k in range(ccnt[c] - 1):
+                if c_alive_edge(ccnt, cL, cR, nce, c, k) >= 0:
+                    n_alive += 1
+        cnum[c] = n_alive
+        cuda.syncthreads()
+        if c == 0:  # exclusive scan of the surviving vertex counts
+            acc_i = 0
+            for k in range(nce):
+                v_i = cnum[k]
+                cnum[k] = acc_i
+                acc_i += v_i
+            cnum[NC] = acc_i
+        cuda.syncthreads()
+        tbase = t * S
+        if c < nce:
+            slot = tbase + cnum[c]
+            for k in range(ccnt[c] - 1):
+                if c_alive_edge(ccnt, cL, cR, nce, c, k) >= 0:
+                    vpos[r, slot] = b0 + cpos[base + k]
+                    vcum[r, slot] = coff[c] + ccum[base + k]
+                    slot += 1
+        if c == 0:
+            nv = cnum[NC]
+            last = nce - 1
+            total = coff[last] + ccum[last * SC + ccnt[last] - 1]
+            vpos[r, tbase + nv] = b0 + n_el
+            vcum[r, tbase + nv] = total
+            vcnt[r, t] = nv + 1
+            tot[r, t] = total
+            L[r, t] = tbase
+            if nv == 1 and t < nt - 1:
                 R[r, t] = (t + 1) * S
             else:
-                R[r, t] = base + 1
+                R[r, t] = tbase + 1
 
     k_scan = get_scan_kernel(TPB)
 
@@ -354,13 +485,13 @@ def get_kernels(tile: int, threads_per_block: int):
 
     @cuda.jit
     def k_label_flags(xs, lam, l1, is32, vcnt, vpos, vcum, off, L, R, vlab, lcnt):
-        """Per tile (one thread block, one working thread): inclusive counts of new-id block starts."""
-        t = cuda.blockIdx.x
+        """Per tile (one thread per tile, grid = (tile blocks, n_rows)): inclusive counts of new-id block starts."""
+        t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
-        if cuda.threadIdx.x != 0:
+        nt = vcnt.shape[1]
+        if t >= nt:
             return
         d = xs.shape[1]
-        nt = vcnt.shape[1]
         scale = float64(d - 1) if d > 1 else 1.0
         center = float64(xs[r, d // 2])
         vc = vcnt[r]
@@ -373,22 +504,8 @@ def get_kernels(tile: int, threads_per_block: int):
         acc = 0
         for i in range(vc[t] - 1):
             u = base + i
-            alive = False
-            w = -1
-            if i == 0:
-                alive = Lr[t] == u
-                w = Rr[t]
-            else:
-                alive = Rr[t] // S == t and Rr[t] <= u
-                if alive and t + 1 < nt:
-                    last = Lr[t + 1]
-                    alive = (last // S == t and u <= last) or last // S == t + 1
-                if alive:
-                    if t + 1 < nt and u == Lr[t + 1]:
-                        w = Rr[t + 1]
-                    else:
-                        w = canon(vc, nt, u + 1)
-            if alive:
+            w = alive_edge(vc, Lr, Rr, nt, t, i)
+            if w >= 0:
                 if vp[u] == 0:
                     acc += 1
                 else:
@@ -401,16 +518,23 @@ def get_kernels(tile: int, threads_per_block: int):
         lcnt[r, t] = float64(acc)
 
     @cuda.jit
-    def k_expand(xs, perm, lam, l1, is32, vcnt, vpos, vcum, off, L, R, out, want_labels, vlab, lbase, labels):
-        """Stage 3: one thread per element (grid = (element blocks, n_rows))."""
+    def k_expand(
+        perm, centers, lam, l1, is32, vcnt, vpos, vcum, off, L, R, out, scatter, want_labels, vlab, lbase, labels
+    ):
+        """Stage 3: one thread per element (grid = (element blocks, n_rows)).
+
+        Writes the value to ``out[r, perm[r, k]]`` if ``scatter``, else to ``out[r, k]``
+        (sorted order; ``out`` may be the sorted input itself: nothing else reads it here).
+        Cluster ids always go through ``perm``.
+        """
         k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
-        d = xs.shape[1]
+        d = perm.shape[1]
         if k >= d:
             return
         nt = vcnt.shape[1]
         scale = float64(d - 1) if d > 1 else 1.0
-        center = float64(xs[r, d // 2])
+        center = centers[r]
         vc = vcnt[r]
         vp = vpos[r]
         vs = vcum[r]
@@ -438,13 +562,18 @@ def get_kernels(tile: int, threads_per_block: int):
             w = canon(vc, nt, base + lo + 1)
         value = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, u, w)
         i = perm[r, k]
-        out[r, i] = value
+        if scatter:
+            out[r, i] = value
+        else:
+            out[r, k] = value
         if want_labels:
             labels[r, i] = int64(lbase[r, u // S]) + vlab[r, u] - 1
 
     return types.SimpleNamespace(
         TILE=TILE,
         SLOTS=S,
+        CHUNK=CHUNK,
+        NC=NC,
         TPB=TPB,
         k_tile=k_tile,
         k_scan=k_scan,
@@ -453,6 +582,91 @@ def get_kernels(tile: int, threads_per_block: int):
         k_label_flags=k_label_flags,
         k_expand=k_expand,
     )
+
+
+@functools.cache
+def get_unsort_kernels(threads_per_block: int, max_buckets: int):
+    """Compile (lazily) the partitioned unsort: ``out[r, perm[r, k]] = vals[r, k]`` in three passes.
+
+    A plain scatter through a random permutation writes one 32-byte sector per element
+    all over the row. Here destinations are first grouped by *bucket* ``i >> shift``
+    (windows of ``2**shift`` consecutive destinations, a few MB, so that the windows the
+    running blocks write to stay in L2):
+
+    1. ``k_bucket_pass`` (counting) -- per chunk of sorted positions (one thread block), a
+       shared histogram of destination buckets, stored bucket-major:
+       ``counts[r, b * n_chunks + g]``.
+    2. (host) an exclusive cumulative sum of ``counts`` along each row gives every
+       (bucket, chunk) pair its start in the staging arrays.
+    3. ``k_bucket_pass`` (scattering) -- each block re-reads its chunk and appends
+       ``(value, destination)`` to its range of each bucket (shared atomic cursors: the
+       order inside a range varies, the destinations do not).
+    4. ``k_window_scatter`` -- one thread per staged element: ``out[r, dst] = value``;
+       consecutive threads write inside one window.
+
+    ``max_buckets`` bounds the buckets per row (a compile-time shared-array size).
+    """
+    import types
+
+    TPB = int(threads_per_block)
+    NB = int(max_buckets)
+
+    @cuda.jit
+    def k_bucket_pass(vals, perm, shift, chunk, table, stage_val, stage_dst, scatter):
+        """Per (chunk g, row r) block: count destinations per bucket into ``table[r, b * n_chunks + g]``,
+        or (``scatter``) append each (value, destination) at the cursors that ``table`` starts."""
+        slot = cuda.shared.array(NB, int64)  # counts, or the cursors
+        tid = cuda.threadIdx.x
+        g = cuda.blockIdx.x
+        r = cuda.blockIdx.y
+        n_chunks = cuda.gridDim.x
+        d = perm.shape[1]
+        nb = ((d - 1) >> shift) + 1
+        j = tid
+        while j < nb:
+            slot[j] = table[r, j * n_chunks + g] if scatter else 0
+            j += cuda.blockDim.x
+        cuda.syncthreads()
+        k1 = min(g * chunk + chunk, d)
+        k = g * chunk + tid
+        while k < k1:
+            i = perm[r, k]
+            pos = cuda.atomic.add(slot, i >> shift, 1)
+            if scatter:
+                stage_val[r, pos] = vals[r, k]
+                stage_dst[r, pos] = i
+            k += cuda.blockDim.x
+        if not scatter:
+            cuda.syncthreads()
+            j = tid
+            while j < nb:
+                table[r, j * n_chunks + g] = slot[j]
+                j += cuda.blockDim.x
+
+    @cuda.jit
+    def k_window_scatter(stage_val, stage_dst, out):
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        if j < out.shape[1]:
+            out[r, stage_dst[r, j]] = stage_val[r, j]
+
+    return types.SimpleNamespace(
+        TPB=TPB,
+        MAX_BUCKETS=NB,
+        k_bucket_pass=k_bucket_pass,
+        k_window_scatter=k_window_scatter,
+    )
+
+
+def tile_shared_bytes(tile: int, chunk: int) -> int:
+    """Static shared memory of one ``k_tile`` block, in bytes (as ptxas reports it for sm_90).
+
+    Its arrays, plus 1024 bytes that the toolchain adds to every block using shared memory.
+    ``tests/test_cuda_compile.py`` checks it against ptxas.
+    """
+    chunk = min(int(chunk), int(tile))
+    nc = -(-int(tile) // chunk)
+    return nc * (chunk + 1) * (8 + 4 + 8) + nc * (4 * 6 + 8) + 4 + 1024
 
 
 def n_levels(n_tiles: int) -> int:

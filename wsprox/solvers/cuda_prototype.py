@@ -20,11 +20,14 @@ with ``S`` the sums of ``x - c`` (the velocity sums have the closed form
 ``lam n (d - a - b) / (d - 1)`` and cancel into the right-hand side). Every geometric
 test below is this one predicate, ``pool(a, m, b)``; ties pool, as in the CPU backend.
 
-1. **Tile PAVA.** The row is cut into tiles of ``TILE`` elements. Each tile runs a
-   sequential pool-adjacent-violators pass over its elements (a thread block on the
-   GPU) and stores its hull vertices: slot ``t * (TILE + 1) + i`` holds the position
-   ``vpos`` (``v_0`` is the tile start, the last one the tile end) and the float64 sum
-   ``vcum`` of ``x - c`` from the tile start. A tile's end point is the next tile's start
+1. **Tile hulls.** The row is cut into tiles of ``TILE`` elements (a thread block on
+   the GPU each), and each tile into chunks of ``CHUNK`` elements (a thread each). Every
+   chunk runs a sequential pool-adjacent-violators pass; the chunk hulls are merged by
+   the bridge tree of stage 2, run inside the tile on the tile's own copy of this data
+   layout (shared memory on the GPU), and the tile stores its surviving hull vertices:
+   slot ``t * (TILE + 1) + i`` holds the position ``vpos`` (``v_0`` is the tile start,
+   the last one the tile end) and the float64 sum ``vcum`` of ``x - c`` from the tile
+   start. A tile's end point is the next tile's start
    point; slots always name it by the next tile's ``v_0`` (*canonical* slots), so every
    hull point has one slot. An exclusive scan of the tile totals gives ``off``, and the
    sum over any range between two slots is ``off[tb] - off[ta] + vcum[b] - vcum[a]``
@@ -49,11 +52,14 @@ test below is this one predicate, ``pool(a, m, b)``; ties pool, as in the CPU ba
    Cluster ids count, per tile and then across tiles (a scan), the block starts whose
    cast value differs from the previous block's.
 
-Depth and work: tile PAVA is O(TILE) deep, each level's searches O(log^2 d) deep, and
-there are ``ceil(log2(d / TILE))`` levels, so the depth is O(TILE + log^3 d) and the
-number of passes (kernel launches) depends only on ``d``. Work: O(d) for the tiles and
-the expansion, O(n_tiles log^2 d) for the merges and O(n_tiles log n_tiles) for the state
-updates, O(d) in total for ``TILE >= log^2 d``.
+Depth and work: a chunk's PAVA is O(CHUNK) deep, each level's searches (inside a tile
+or across tiles) O(log^2 d) deep, and there are ``ceil(log2(d / CHUNK))`` levels in all,
+so the depth is O(CHUNK + log^3 d) and the number of passes (kernel launches) depends
+only on ``d``. Work: O(d) for the chunks and the expansion; a level with ``g`` groups
+costs ``g/2`` merges of O(log^2 (group size)), and ``g`` halves per level while the log
+grows by one, so all merges together cost O((d / CHUNK) log^2 CHUNK), O(d) for a fixed
+chunk; the survivor updates are O(d / CHUNK) inside tiles plus O(n_tiles log n_tiles)
+across them.
 """
 
 from __future__ import annotations
@@ -62,24 +68,26 @@ import math
 
 import numpy as np
 
-__all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE"]
+__all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE", "DEFAULT_CHUNK"]
 
 #: Default tile size (elements per tile).
 DEFAULT_TILE = 1024
+#: Default chunk size (elements per thread of the tile stage).
+DEFAULT_CHUNK = 8
 
 
 # --------------------------------------------------------------------------- helpers
 class _Row:
     """The per-row state of the algorithm (one row of the kernels' 2-D arrays)."""
 
-    def __init__(self, xs, lam, tile):
+    def __init__(self, xs, lam, tile, *, center=None, scale=None):
         self.d = d = xs.shape[0]
         self.lam = float(lam)
         self.T = tile
         self.S = tile + 1
         self.nt = -(-d // tile)
-        self.center = float(xs[d // 2])
-        self.scale = float(d - 1) if d > 1 else 1.0
+        self.center = float(xs[d // 2]) if center is None else center
+        self.scale = (float(d - 1) if d > 1 else 1.0) if scale is None else scale
         self.vcnt = np.zeros(self.nt, np.int64)
         self.vpos = np.zeros(self.nt * self.S, np.int64)
         self.vcum = np.zeros(self.nt * self.S, np.float64)
@@ -179,6 +187,21 @@ class _Row:
         p = self.tangent_on(g0, gm, q)
         return p, q
 
+    def alive_edge(self, t, i):
+        """End slot of the final-hull edge from vertex ``i`` of tile ``t``; -1 if that vertex was removed."""
+        u = t * self.S + i
+        if i == 0:
+            return self.R[t] if self.L[t] == u else -1
+        if not (self.R[t] // self.S == t and self.R[t] <= u):
+            return -1
+        if t + 1 < self.nt:
+            last = self.L[t + 1]
+            if not ((last // self.S == t and u <= last) or last // self.S == t + 1):
+                return -1
+            if u == last:
+                return self.R[t + 1]
+        return self.canon(u + 1)
+
     def prev_vertex(self, u):
         """The final-hull vertex before the vertex ``u`` (``u`` must not be position 0)."""
         t = u // self.S
@@ -190,8 +213,8 @@ class _Row:
 
 
 # --------------------------------------------------------------------------- stages
-def _tile_pava(row, xs):
-    """Stage 1: PAVA in every tile, hull vertices into the slots, initial L/R."""
+def _chunk_pava(row, xs):
+    """Sequential PAVA in every tile of ``row`` (one GPU thread per chunk), hull vertices into the slots."""
     d, T, S = row.d, row.T, row.S
     for t in range(row.nt):
         b0 = t * T
@@ -225,9 +248,45 @@ def _tile_pava(row, xs):
             row.vcum[base + 1 + j] = acc
         row.vcnt[t] = top + 2
         row.tot[t] = acc
+    _init_edges(row)
+
+
+def _init_edges(row):
     for t in range(row.nt):
-        row.L[t] = t * S
-        row.R[t] = row.canon(t * S + 1)
+        row.L[t] = t * row.S
+        row.R[t] = row.canon(t * row.S + 1)
+
+
+def _tile_pava(row, xs, chunk):
+    """Stage 1: the hull of every tile (one GPU thread block per tile), vertices into the slots.
+
+    Inside a tile, chunks of ``chunk`` elements run :func:`_chunk_pava` (one thread each)
+    and are merged by the bridge tree, on the tile's own sub-row (shared memory on the GPU)
+    with the row's centre and scale; the surviving vertices are then written in order.
+    """
+    T, S = row.T, row.S
+    for t in range(row.nt):
+        b0 = t * T
+        part = xs[b0 : min(b0 + T, row.d)]
+        sub = _Row(part, row.lam, min(chunk, T), center=row.center, scale=row.scale)
+        _chunk_pava(sub, part)
+        _scan_offsets(sub)
+        _bridge_levels(sub)
+        slot = t * S
+        for c in range(sub.nt):
+            for i in range(sub.vcnt[c] - 1):
+                if sub.alive_edge(c, i) >= 0:
+                    u = c * sub.S + i
+                    row.vpos[slot] = b0 + sub.vpos[u]
+                    row.vcum[slot] = sub.off[c] + sub.vcum[u]
+                    slot += 1
+        last = sub.nt - 1
+        total = sub.off[last] + sub.vcum[last * sub.S + sub.vcnt[last] - 1]
+        row.vpos[slot] = b0 + part.shape[0]
+        row.vcum[slot] = total
+        row.vcnt[t] = slot - t * S + 1
+        row.tot[t] = total
+    _init_edges(row)
 
 
 def _scan_offsets(row):
@@ -319,18 +378,8 @@ def _label_counts(row, l1, dtype):
         acc = 0
         for i in range(row.vcnt[t] - 1):
             u = base + i
-            if i == 0:
-                alive = row.L[t] == u
-                w = row.R[t] if alive else -1
-            else:
-                alive = row.R[t] // row.S == t and row.R[t] <= u
-                if alive and t + 1 < row.nt:
-                    last = row.L[t + 1]
-                    alive = (last // row.S == t and u <= last) or last // row.S == t + 1
-                w = -1
-                if alive:
-                    w = row.R[t + 1] if (t + 1 < row.nt and u == row.L[t + 1]) else row.canon(u + 1)
-            if alive:
+            w = row.alive_edge(t, i)
+            if w >= 0:
                 acc += _is_new_label(row, u, w, l1, dtype)
             vlab[u] = acc
         cnt[t] = acc
@@ -351,7 +400,7 @@ def _expand(row, perm, l1, out, labels, want_labels):
             labels[i] = base_t[u // row.S] + vlab[u] - 1
 
 
-def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
+def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_clusters=False):
     """Prox of every row of the 2-D float32/float64 array ``w`` by the parallel algorithm, serially.
 
     Parameters
@@ -362,6 +411,9 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
         Strengths ``>= 0``.
     tile : int, optional
         Tile size (elements per tile), ``>= 1``.
+    chunk : int, optional
+        Elements per thread of the tile stage, ``>= 1`` (``chunk >= tile``: one
+        sequential PAVA per tile).
     return_clusters : bool, optional
         Also return int64 cluster ids (0..K-1 per row, increasing with the value).
 
@@ -377,6 +429,8 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
         raise ValueError("w must be a 2-D float32 or float64 array")
     if int(tile) < 1:
         raise ValueError(f"tile must be >= 1, got {tile}")
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     n, d = w.shape
     out = np.empty_like(w)
     labels = np.zeros((n, d), np.int64) if return_clusters else None
@@ -384,18 +438,20 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
         perm = np.argsort(w[r], kind="stable")
         xs = w[r][perm]
         row = _Row(xs, lam, int(tile))
-        _tile_pava(row, xs)
+        _tile_pava(row, xs, int(chunk))
         _scan_offsets(row)
         _bridge_levels(row)
         _expand(row, perm, float(l1), out[r], labels[r] if return_clusters else None, return_clusters)
     return out, labels
 
 
-def prox_prototype(w, lam, l1=0.0, *, tile=DEFAULT_TILE, return_clusters=False):
+def prox_prototype(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_clusters=False):
     """Prox of a 1-D array (or of every row of a 2-D array) with the prototype; see :func:`prox_rows`."""
     w = np.asarray(w)
     one = w.ndim == 1
-    x, labels = prox_rows(w.reshape(1, -1) if one else w, lam, l1, tile=tile, return_clusters=return_clusters)
+    x, labels = prox_rows(
+        w.reshape(1, -1) if one else w, lam, l1, tile=tile, chunk=chunk, return_clusters=return_clusters
+    )
     if one:
         x = x[0]
         labels = None if labels is None else labels[0]
