@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU check still owed (issues 3-5) in one device run, sized for a 15-minute device budget:
+# Every GPU check still owed (issues 3-5) in one device run (H100 or H200), sized for a 15-minute device budget:
 #   1. versions and the GPU's name;
 #   2. the tests marked `gpu` (cuda backend against numba up to d = 1e8, the certificate, the adversarial
 #      ramp, torch CUDA tensors), stopping at the first failure;
-#   3. asv_bench/bench_cuda.py: the performance table of issue 3, as JSON.
+#   3. asv_bench/bench_cuda.py: the performance table of issue 3 and the design variants (unsort direct or
+#      partitioned, tile stage chunked or sequential), as JSON.
 # Everything lands in $OUT (logs, JSON); nothing else is written outside /tmp.
 #
 # Before the run, once per checkout (the device image's numpy 2.5 breaks numba-cuda's kernel compilation):

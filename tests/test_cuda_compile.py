@@ -87,6 +87,7 @@ def _signatures(types, dtype, pos):
         "k_scan": (f64, f64),
         "k_bridge": (i, flt, i, i64, p, f64, f64, i64, i64, i64, i64),
         "k_update": (i, p, i64, i64, i64, i64),
+        "k_levels": (i, i, flt, i, i64, p, f64, f64, i64, i64, i64, i64),
         "k_label_flags": (x, flt, flt, b, i64, p, f64, f64, i64, i64, i64, f64),
         "k_expand": (i64, centers, flt, flt, b, i64, p, f64, f64, i64, i64, x, b, b, i64, f64, i64),
     }
@@ -103,6 +104,8 @@ def test_cuda_backend_kernels_compile(compiler, dtype):
     kern = get_kernels(tile, chunk, cuda_backend.THREADS_PER_BLOCK)
     for name, sig in _signatures(types, getattr(types, dtype), types.int32).items():
         res = _check(compiler, getattr(kern, name), sig)
+        threads = {"k_tile": kern.NC, "k_levels": cuda_backend.FUSED_LEVEL_THREADS}.get(name, kern.TPB)
+        assert res["registers"] * threads <= 65536, (name, res)  # else the launch fails for lack of registers
         if name == "k_tile":
             # the host's shared-memory figure (checked before launch) is what ptxas allocates
             assert abs(res["smem"] - tile_shared_bytes(tile, chunk)) <= 64, res

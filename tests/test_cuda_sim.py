@@ -40,6 +40,9 @@ def tiny(monkeypatch):
 
     monkeypatch.setattr(cuda_backend, "TILE", 4)
     monkeypatch.setattr(cuda_backend, "CHUNK", 2)
+    # levels with at most 2 pairs fused into one launch of 3 threads per row (strided loops)
+    monkeypatch.setattr(cuda_backend, "FUSED_LEVEL_PAIRS", 2)
+    monkeypatch.setattr(cuda_backend, "FUSED_LEVEL_THREADS", 3)
     # the partitioned unsort everywhere, with windows of 4 destinations and chunks of 8 positions
     monkeypatch.setattr(cuda_backend, "UNSORT", "partitioned")
     monkeypatch.setattr(cuda_backend, "UNSORT_WINDOW", 4)
@@ -103,6 +106,18 @@ def test_tile_boundaries(tiny, monkeypatch, tile, chunk):
         for name in ("adversarial_ramp", "spike_ramp", "zero_one", "gaussian"):
             lam = _lam_for(name, d)
             _agree(make_family(name, d, lam, rng), lam, tile=tile, chunk=chunk, exact=name in EXACT)
+
+
+@sim_only
+@pytest.mark.parametrize("fused_pairs, threads", [(0, 1), (10**9, 1), (10**9, 4), (1, 2)])
+def test_fused_levels(tiny, monkeypatch, fused_pairs, threads):
+    """No level fused, every level fused (one thread, four threads), the top level only."""
+    monkeypatch.setattr(tiny, "FUSED_LEVEL_PAIRS", fused_pairs)
+    monkeypatch.setattr(tiny, "FUSED_LEVEL_THREADS", threads)
+    for name in ("gaussian", "adversarial_ramp", "zero_one", "spike_ramp"):
+        d = 45
+        lam = _lam_for(name, d)
+        _agree(make_family(name, d, lam, np.random.default_rng(3)), lam, l1=0.01, exact=name in EXACT)
 
 
 @sim_only
@@ -317,3 +332,32 @@ def test_gpu_designs_agree_bitwise(monkeypatch, unsort, chunk):
     np.testing.assert_array_equal(labels.copy_to_host(), ref_labels.copy_to_host())
     xn = wsprox.prox(w, 1e-2, backend="numba")
     np.testing.assert_allclose(x.copy_to_host(), xn, rtol=0, atol=4 * np.spacing(np.float32(np.abs(w).max())))
+
+
+@sim_only
+def test_bench_cuda_dry_run(tmp_path, monkeypatch):
+    """asv_bench/bench_cuda.py's dry run: every table row and design variant measured, tunables restored."""
+    import importlib.util
+    import json
+    import pathlib
+
+    from wsprox.solvers import cuda_backend, cuda_imminent
+
+    tunables = ("TILE", "CHUNK", "UNSORT", "UNSORT_WINDOW", "UNSORT_CHUNK", "THREADS_PER_BLOCK", "FUSED_LEVEL_THREADS")
+    for mod, names in ((cuda_backend, tunables), (cuda_imminent, ("THREADS_PER_BLOCK",))):
+        for name in names:
+            monkeypatch.setattr(mod, name, getattr(mod, name))  # the dry run sets them; undone after the test
+    monkeypatch.setattr(cuda_backend, "SORT_PROVIDER", cuda_backend.HostSortProvider())
+    path = pathlib.Path(__file__).parents[1] / "asv_bench" / "bench_cuda.py"
+    spec = importlib.util.spec_from_file_location("bench_cuda", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    unsort = cuda_backend.UNSORT
+    assert bench.main(["--dry-run", str(tmp_path / "out.json")]) == 0
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["meta"]["dry_run"] is True
+    assert len(data["rows"]) == 7 and all(r["prox_ms"] > 0 for r in data["rows"])
+    (variant,) = data["variants"]
+    assert set(variant["ms"]) == {f"{u}/{t}" for u in ("direct", "partitioned") for t in ("chunked", "sequential")}
+    assert all(t > 0 for t in variant["ms"].values())
+    assert cuda_backend.UNSORT == unsort  # the variants put the tunables back

@@ -1,7 +1,7 @@
 """``.. bench-table:: PATH``: a table of a benchmark JSON file from ``asv_bench/``.
 
 Two formats are understood: ``asv_bench/bench_numba.py --json PATH`` (keys ``machine``,
-``repeat``, ``results``) and ``asv_bench/bench_cuda.py PATH`` (keys ``meta``, ``rows``).
+``repeat``, ``results``) and ``asv_bench/bench_cuda.py PATH`` (keys ``meta``, ``rows``, optionally ``variants``).
 
 The path is relative to the page. The page is rebuilt when the file changes. When the file
 does not exist the directive says so in the page (no warning, so ``-W`` builds still pass).
@@ -111,6 +111,21 @@ class BenchTable(SphinxDirective):
                 f"     - {imminent}",
                 f"     - {ms(r.get('peak_extra_bytes_per_element'), '.1f')}",
             ]
+        variants = data.get("variants") or []
+        if variants:
+            names = list(variants[0]["ms"])
+            lines += [
+                "",
+                "Design variants (Gaussian weights, lam = 1e-2; unsort / tile stage), wsprox.prox [ms]:",
+                "",
+                ".. list-table::",
+                "   :header-rows: 1",
+                "",
+                "   * - d",
+            ]
+            lines += [f"     - {name}" for name in names]
+            for v in variants:
+                lines += [f"   * - {v['d']}"] + [f"     - {ms(v['ms'].get(name))}" for name in names]
         return lines
 
 

@@ -15,6 +15,9 @@ Tunables (module constants read at every call, so tests can patch them):
     per tile).
 ``THREADS_PER_BLOCK``
     Threads per block of every launch.
+``FUSED_LEVEL_PAIRS``, ``FUSED_LEVEL_THREADS``
+    Bridge levels with at most that many merging pairs run in one launch of one block
+    per row (that many threads), instead of two launches per level.
 ``UNSORT``
     How the values return to the original order: ``"direct"`` (one scatter through the
     sort permutation, fused into the expansion), ``"partitioned"`` (values written in
@@ -62,6 +65,10 @@ TILE = 1024
 CHUNK = 8
 #: Threads per block of every launch.
 THREADS_PER_BLOCK = 128
+#: Bridge levels with at most this many pairs run together in one launch (one block per row).
+FUSED_LEVEL_PAIRS = 2048
+#: Threads of that block (registers: about 80 per thread, at most 65536 per block).
+FUSED_LEVEL_THREADS = 512
 #: "auto", "direct" or "partitioned" (see the module docstring).
 UNSORT = "auto"
 #: Row length from which UNSORT="auto" partitions the unsort.
@@ -424,10 +431,16 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
         bq = work.empty((m, npairs), np.int64)
         kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, centers, vcnt, vpos, vcum, tot, L, R)
         kern.k_scan[m, tpb, stream](tot, off)
-        for level in range(levels):
+        level = 0
+        while level < levels and -(-nt // (2 << level)) > FUSED_LEVEL_PAIRS:
             pairs = -(-nt // (2 << level))
             kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq)
             kern.k_update[(_grid(nt, tpb), m), tpb, stream](level, vpos, bp, bq, L, R)
+            level += 1
+        if level < levels:
+            kern.k_levels[(1, m), FUSED_LEVEL_THREADS, stream](
+                level, levels, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq
+            )
         del bp, bq
         if want_labels:
             vlab = work.empty((m, slots), np.int64)

@@ -11,7 +11,9 @@ They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_pr
 2. :func:`k_scan` -- one thread block per row: exclusive float64 scan of per-tile values.
 3. :func:`k_bridge` / :func:`k_update` -- one launch pair per level of the bridge tree
    (``ceil(log2 n_tiles)`` levels): one thread per merging pair finds the bridge by the
-   nested binary search, then one thread per tile moves its ``L``/``R`` survivor pointers.
+   nested binary search, then one thread per tile moves its ``L``/``R`` survivor pointers;
+   the levels with few pairs run together in one launch, :func:`k_levels` (one block per
+   row, a barrier between phases).
 4. :func:`k_label_flags` (only for cluster ids) -- one thread per tile counts the block
    starts that open a new cluster id, then :func:`k_scan` over tiles.
 5. :func:`k_expand` -- one thread per element: block mean in float64, rounding guard,
@@ -434,13 +436,9 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
 
     k_scan = get_scan_kernel(TPB)
 
-    @cuda.jit
-    def k_bridge(level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
-        """Stage 2a: one thread per merging pair of a level (grid = (pairs, n_rows))."""
-        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        r = cuda.blockIdx.y
-        if i >= bp.shape[1]:
-            return
+    @cuda.jit(device=True)
+    def bridge_of_pair(level, lam, d, r, i, vcnt, vpos, vcum, off, L, R, bp, bq):
+        """The bridge ``(bp, bq)`` of merging pair ``i`` of ``level`` in row ``r`` (-1: the seam is convex)."""
         nt = vcnt.shape[1]
         h = 1 << level
         g0 = i * 2 * h
@@ -464,13 +462,9 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         bp[r, i] = p
         bq[r, i] = q
 
-    @cuda.jit
-    def k_update(level, vpos, bp, bq, L, R):
-        """Stage 2b: one thread per tile moves its survivor pointers (grid = (tiles, n_rows))."""
-        t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        r = cuda.blockIdx.y
-        if t >= L.shape[1]:
-            return
+    @cuda.jit(device=True)
+    def update_of_tile(level, r, t, vpos, bp, bq, L, R):
+        """Tile ``t`` of row ``r`` takes its pair's bridge if the bridge spans the tile's start."""
         pair = t // (2 << level)
         if pair >= bp.shape[1]:
             return
@@ -482,6 +476,44 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         if vpos[r, p] <= b and b < vpos[r, q]:
             L[r, t] = p
             R[r, t] = q
+
+    @cuda.jit
+    def k_bridge(level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
+        """Stage 2a: one thread per merging pair of a level (grid = (pairs, n_rows))."""
+        i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if i < bp.shape[1]:
+            bridge_of_pair(level, lam, d, cuda.blockIdx.y, i, vcnt, vpos, vcum, off, L, R, bp, bq)
+
+    @cuda.jit
+    def k_update(level, vpos, bp, bq, L, R):
+        """Stage 2b: one thread per tile moves its survivor pointers (grid = (tiles, n_rows))."""
+        t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if t < L.shape[1]:
+            update_of_tile(level, cuda.blockIdx.y, t, vpos, bp, bq, L, R)
+
+    @cuda.jit
+    def k_levels(level0, levels, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
+        """Stage 2, levels ``[level0, levels)`` in one launch: one block per row (grid = (1, n_rows)).
+
+        The block's threads stride over the pairs, then over the tiles, with a barrier
+        after each phase (global writes are visible to the block after ``syncthreads``).
+        Used once a level has few pairs, so that the top of the tree costs one launch.
+        """
+        r = cuda.blockIdx.y
+        tid = cuda.threadIdx.x
+        nt = vcnt.shape[1]
+        for level in range(level0, levels):
+            pairs = (nt + (2 << level) - 1) // (2 << level)
+            i = tid
+            while i < pairs:
+                bridge_of_pair(level, lam, d, r, i, vcnt, vpos, vcum, off, L, R, bp, bq)
+                i += cuda.blockDim.x
+            cuda.syncthreads()
+            t = tid
+            while t < nt:
+                update_of_tile(level, r, t, vpos, bp, bq, L, R)
+                t += cuda.blockDim.x
+            cuda.syncthreads()
 
     @cuda.jit
     def k_label_flags(xs, lam, l1, is32, vcnt, vpos, vcum, off, L, R, vlab, lcnt):
@@ -579,6 +611,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         k_scan=k_scan,
         k_bridge=k_bridge,
         k_update=k_update,
+        k_levels=k_levels,
         k_label_flags=k_label_flags,
         k_expand=k_expand,
     )
