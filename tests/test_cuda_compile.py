@@ -109,7 +109,7 @@ def test_cuda_backend_kernels_compile(compiler, dtype):
         if name == "k_tile":
             # the host's shared-memory figure (checked before launch) is what ptxas allocates
             assert abs(res["smem"] - tile_shared_bytes(tile, chunk)) <= 64, res
-    _check(compiler, k_nonfinite, (types.Array(getattr(types, dtype), 2, "A"), types.int64[::1], types.int64[::1]))
+    _check(compiler, k_nonfinite, (types.Array(getattr(types, dtype), 2, "A"), types.int64[::1]))
 
 
 def test_cuda_backend_kernels_compile_for_long_rows(compiler):

@@ -472,14 +472,14 @@ def _check_finite_device(rows_dev, moved_shape, axis, shape, stream):
 
     if rows_dev.dtype.kind != "f" or rows_dev.size == 0:
         return
-    count = cuda.to_device(np.zeros(1, np.int64), stream=stream)
-    first = cuda.to_device(np.array([np.iinfo(np.int64).max], np.int64), stream=stream)
+    status = cuda.to_device(np.array([0, np.iinfo(np.int64).max], np.int64), stream=stream)
     tpb = int(THREADS_PER_BLOCK)
-    k_nonfinite[_grid(rows_dev.size, tpb), tpb, stream](rows_dev, count, first)
-    c = int(count.copy_to_host(stream=stream)[0])
+    k_nonfinite[_grid(rows_dev.size, tpb), tpb, stream](rows_dev, status)
+    host = status.copy_to_host(stream=stream)  # one transfer each way; the only host sync before the result
+    stream.synchronize()
+    c, f = int(host[0]), int(host[1])
     if c == 0:
         return
-    f = int(first.copy_to_host(stream=stream)[0])
     idx = np.unravel_index(f, moved_shape)
     if axis is not None:
         idx = list(idx)

@@ -35,15 +35,15 @@ __all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite"
 
 
 @cuda.jit
-def k_nonfinite(w, count, first):
-    """Count non-finite entries of the 2-D ``w``; ``first`` gets the smallest flat index of one."""
+def k_nonfinite(w, status):
+    """Count non-finite entries of the 2-D ``w`` into ``status[0]``, the first one's flat index into ``status[1]``."""
     i = cuda.grid(1)
     n, d = w.shape
     if i < n * d:
         v = w[i // d, i % d]
         if not (v - v == 0.0):  # NaN and +-inf give NaN
-            cuda.atomic.add(count, 0, 1)
-            cuda.atomic.min(first, 0, i)
+            cuda.atomic.add(status, 0, 1)
+            cuda.atomic.min(status, 1, i)
 
 
 @cuda.jit(device=True)
