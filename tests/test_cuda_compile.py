@@ -149,7 +149,8 @@ def test_unsort_kernels_compile(compiler, dtype, dst):
     i64, di = types.int64[:, ::1], types.Array(getattr(types, dst), 2, "C")
     i = types.int64
     b = types.boolean
-    assert _check(compiler, kern.k_bucket_pass, (x, i64, i, i, i64, x, di, b))["smem"] <= 16 * 1024
+    f64 = types.float64[:, ::1]
+    assert _check(compiler, kern.k_bucket_pass, (x, i64, i, i, f64, x, di, b))["smem"] <= 16 * 1024
     _check(compiler, kern.k_window_scatter, (x, di, x))
 
 

@@ -157,6 +157,58 @@ def test_unsort_windows_bounded():
 
 
 @sim_only
+def test_solver_uses_the_callers_provider(tiny, monkeypatch):
+    """prox_device and the solver it calls use one provider (its stream, pool and sort), not a fresh default."""
+    from numba import cuda
+
+    seen = []
+
+    class Spy(tiny.HostSortProvider):
+        def to_rows(self, *args):
+            seen.append(("to_rows", self))
+            return super().to_rows(*args)
+
+        def sort_rows(self, *args):
+            seen.append(("sort_rows", self))
+            return super().sort_rows(*args)
+
+    monkeypatch.setattr(tiny, "get_provider", lambda like=None: Spy())  # a new instance per call, like torch's
+    w = np.random.default_rng(0).standard_normal(13)
+    for backend in ("cuda", "cuda-imminent"):
+        seen.clear()
+        x = wsprox.prox(cuda.to_device(w), 0.3, backend=backend).copy_to_host()
+        np.testing.assert_allclose(x, wsprox.prox(w, 0.3, backend="numba"), atol=1e-12)
+        assert [name for name, _ in seen] == ["to_rows", "sort_rows"]
+        assert seen[0][1] is seen[1][1]
+
+
+@sim_only
+def test_provider_without_work_methods(tiny, monkeypatch):
+    """A sort provider with only the sorting methods gets numba's allocator and k_scan (NumbaWork)."""
+    host = tiny.HostSortProvider()
+
+    class SortOnly:
+        name = "sort only"
+        stream, to_rows, sort_rows, from_rows, copy_into = (
+            host.stream, host.to_rows, host.sort_rows, host.from_rows, host.copy_into
+        )  # fmt: skip
+
+    monkeypatch.setattr(tiny, "SORT_PROVIDER", SortOnly())
+    _agree(np.random.default_rng(1).standard_normal(30), 0.2, l1=0.01)
+
+
+@sim_only
+def test_numba_work_scan():
+    from numba import cuda
+
+    from wsprox.solvers import cuda_backend
+
+    counts = np.random.default_rng(2).integers(0, 9, (3, 17)).astype(np.float64)
+    got = cuda_backend.NumbaWork().exclusive_cumsum(cuda.to_device(counts), cuda.default_stream()).copy_to_host()
+    np.testing.assert_array_equal(got, np.cumsum(counts, axis=1) - counts)
+
+
+@sim_only
 def test_bad_unsort_mode(tiny, monkeypatch):
     monkeypatch.setattr(tiny, "UNSORT", "sideways")
     with pytest.raises(ValueError, match="UNSORT"):

@@ -9,7 +9,8 @@ Tunables (module constants read at every call, so tests can patch them):
 
 ``TILE``
     Elements per tile: one thread block of the tile stage, whose shared memory holds
-    about ``20 * TILE + 32 * TILE / CHUNK`` bytes (at most 48 KiB).
+    ``20 * TILE + 52 * ceil(TILE / CHUNK) + 1028`` bytes (at most 48 KiB; checked before
+    the launch, and against ptxas by ``tests/test_cuda_compile.py``).
 ``CHUNK``
     Elements per thread of the tile stage (``CHUNK >= TILE`` gives one sequential PAVA
     per tile).
@@ -23,14 +24,17 @@ Tunables (module constants read at every call, so tests can patch them):
     sort permutation, fused into the expansion), ``"partitioned"`` (values written in
     sorted order in place, then grouped by destination window before the scatter, see
     :func:`wsprox.solvers.cuda_kernels.get_unsort_kernels`), or ``"auto"`` (partitioned for
-    rows of at least ``UNSORT_MIN_SIZE`` elements).
+    rows of at least ``UNSORT_MIN_SIZE`` elements, 2**24: a float32 row of 64 MB, more than
+    an H100's 50 MB L2, where a direct scatter stops hitting the cache).
 ``UNSORT_MIN_SIZE``, ``UNSORT_WINDOW``, ``UNSORT_CHUNK``
     Row length from which ``"auto"`` partitions; destinations per window (at most
     1024 windows per row, widened for longer rows); sorted positions per thread block.
 ``SORT_PROVIDER``
     None (default: CuPy, then torch, found at run time) or a provider object; the
     test-only :class:`HostSortProvider` sorts on the host and exists for numba's CUDA
-    simulator only.
+    simulator only. A provider's ``sort_rows`` must return fresh arrays (the partitioned
+    unsort overwrites the sorted values); providers without ``empty`` and
+    ``exclusive_cumsum`` get numba's allocator and scan (:class:`NumbaWork`).
 
 Device sort: numba has no device-wide sort, so the segmented row sort comes from CuPy
 (``cupy.sort``/``cupy.argsort``, CUB) or torch (``torch.sort``), which also do the
@@ -41,6 +45,7 @@ kernels run on the caller's stream (torch's or CuPy's current stream).
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import os
 
@@ -72,7 +77,7 @@ FUSED_LEVEL_THREADS = 512
 #: "auto", "direct" or "partitioned" (see the module docstring).
 UNSORT = "auto"
 #: Row length from which UNSORT="auto" partitions the unsort.
-UNSORT_MIN_SIZE = 2**22
+UNSORT_MIN_SIZE = 2**24
 #: Destinations per window of the partitioned unsort (a power of two).
 UNSORT_WINDOW = 2**20
 #: Sorted positions per thread block of the partitioned unsort.
@@ -82,6 +87,8 @@ _MAX_BUCKETS = 1024
 SORT_PROVIDER = None
 
 _MAX_GRID_Y = 65535
+#: The provider of the prox_device call in progress (a torch input keeps torch's stream and pool).
+_CALL_PROVIDER = contextvars.ContextVar("wsprox_cuda_provider", default=None)
 _MAX_STATIC_SHARED = 48 * 1024
 _INSTALL = (
     "install CuPy (pip install cupy-cuda12x) or PyTorch with CUDA (pip install torch), or pip install 'wsprox[cuda]'"
@@ -160,19 +167,26 @@ def get_provider(like=None):
 
 # ------------------------------------------------------------------------- providers
 class NumbaWork:
-    """Work arrays from numba's allocator; the small scans on the host (no provider at hand)."""
+    """Work arrays from numba's allocator and the scans by ``k_scan`` (no provider at hand)."""
 
     def empty(self, shape, dtype):
         from numba import cuda
 
         return cuda.device_array(shape, dtype)
 
-    def exclusive_cumsum(self, counts):
-        """Exclusive cumulative sum along axis 1 of a 2-D int64 device array (host round trip)."""
+    def exclusive_cumsum(self, counts, stream):
+        """Exclusive cumulative sum along axis 1 of a 2-D float64 device array, on ``stream``.
+
+        The float64 sums of counts are exact up to 2**53.
+        """
         from numba import cuda
 
-        host = counts.copy_to_host()
-        return cuda.to_device(np.cumsum(host, axis=1) - host)
+        from .cuda_kernels import get_scan_kernel
+
+        tpb = int(THREADS_PER_BLOCK)
+        out = cuda.device_array(counts.shape, np.float64, stream=stream)
+        get_scan_kernel(tpb)[counts.shape[0], tpb, stream](counts, out)
+        return out
 
 
 class HostSortProvider(NumbaWork):
@@ -244,8 +258,8 @@ class _TorchProvider:
         torch = self.torch
         return _wrap(torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name), device="cuda"))
 
-    def exclusive_cumsum(self, counts):
-        t = self.torch.as_tensor(counts, device="cuda")
+    def exclusive_cumsum(self, counts, stream):
+        t = self.torch.as_tensor(counts, device="cuda")  # on torch's current stream: ``stream``
         return _wrap(self.torch.cumsum(t, dim=1) - t)
 
     def _tensor(self, obj):
@@ -303,8 +317,8 @@ class _CupyProvider:
         """Work array from CuPy's memory pool."""
         return _wrap(self.cupy.empty(shape, dtype))
 
-    def exclusive_cumsum(self, counts):
-        a = self.cupy.asarray(counts)
+    def exclusive_cumsum(self, counts, stream):
+        a = self.cupy.asarray(counts)  # on CuPy's current stream: ``stream``
         return _wrap(self.cupy.cumsum(a, axis=1) - a)
 
     def to_rows(self, obj, axis, compute_dtype):
@@ -364,10 +378,10 @@ def _partitioned_unsort(vals, perm, out, work, stream, tpb):
     n_chunks = -(-d // chunk)
     n_buckets = ((d - 1) >> shift) + 1
     grid = (n_chunks, m)
-    counts = work.empty((m, n_buckets * n_chunks), np.int64)
+    counts = work.empty((m, n_buckets * n_chunks), np.float64)  # float64: k_scan's type, exact to 2**53
     none = work.empty((1, 1), vals.dtype), work.empty((1, 1), np.int32)
     kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, counts, *none, False)
-    starts = work.exclusive_cumsum(counts)
+    starts = work.exclusive_cumsum(counts, stream)
     del counts
     stage_val = work.empty((m, d), vals.dtype)
     stage_dst = work.empty((m, d), np.int32 if d < 2**31 else np.int64)
@@ -403,7 +417,8 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
             f"TILE={tile}, CHUNK={chunk} needs {-(-tile // chunk)} threads and {tile_shared_bytes(tile, chunk)} bytes"
             f" of shared memory per block (at most 1024 and {_MAX_STATIC_SHARED})"
         )
-    work = NumbaWork() if work is None else work
+    if work is None or not (hasattr(work, "empty") and hasattr(work, "exclusive_cumsum")):
+        work = NumbaWork()
     n, d = xs.shape
     partitioned = _use_partitioned_unsort(d)
     kern = get_kernels(tile, chunk, tpb)
@@ -459,6 +474,8 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
         )  # fmt: skip
         # the hull is not needed any more: free it (to the pool) before the unsort's staging arrays
         del vcnt, vpos, vcum, tot, off, L, R, vlab, lbase, centers
+        if want_labels:
+            del lcnt
         if partitioned:
             _partitioned_unsort(xs_c, perm_c, out_c, work, stream, tpb)
     return out, labels
@@ -487,11 +504,17 @@ def _check_finite_device(rows_dev, moved_shape, axis, shape, stream):
     raise ValueError(nonfinite_message("w", c, idx))
 
 
+def current_provider():
+    """The provider of the :func:`prox_device` call in progress (its input's library), else the default one."""
+    provider = _CALL_PROVIDER.get()
+    return get_provider() if provider is None else provider
+
+
 def solve(w, lam, l1, return_clusters):
     """Registry entry: solve every row of the 2-D ``w`` (numpy, or a numba device array)."""
     from numba import cuda
 
-    provider = get_provider()
+    provider = current_provider()
     stream = provider.stream()
     host = isinstance(w, np.ndarray)
     rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w
@@ -547,7 +570,11 @@ def prox_device(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_c
         x_rows = rows
         lab_rows = cuda.device_array((n, d), np.int64) if return_clusters else None
     else:
-        x_rows, lab_rows = solver.solve(rows, lam, l1, bool(return_clusters))
+        token = _CALL_PROVIDER.set(provider)  # the solver sorts, allocates and launches on w's library and stream
+        try:
+            x_rows, lab_rows = solver.solve(rows, lam, l1, bool(return_clusters))
+        finally:
+            _CALL_PROVIDER.reset(token)
     result = provider.from_rows(x_rows, moved_shape, ax, shape, out_dtype, w)
     if out is not None:
         provider.copy_into(out, result)

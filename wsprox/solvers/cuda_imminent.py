@@ -200,9 +200,9 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
 
 def solve(w, lam, l1, return_clusters, *, max_rounds=None):
     """Registry entry: every row of the 2-D ``w`` (numpy, or a numba device array)."""
-    from .cuda_backend import get_provider
+    from .cuda_backend import current_provider
 
-    provider = get_provider()
+    provider = current_provider()
     stream = provider.stream()
     host = isinstance(w, np.ndarray)
     rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w

@@ -657,7 +657,7 @@ def get_unsort_kernels(threads_per_block: int, max_buckets: int):
         nb = ((d - 1) >> shift) + 1
         j = tid
         while j < nb:
-            slot[j] = table[r, j * n_chunks + g] if scatter else 0
+            slot[j] = int64(table[r, j * n_chunks + g]) if scatter else 0
             j += cuda.blockDim.x
         cuda.syncthreads()
         k1 = min(g * chunk + chunk, d)
@@ -673,7 +673,7 @@ def get_unsort_kernels(threads_per_block: int, max_buckets: int):
             cuda.syncthreads()
             j = tid
             while j < nb:
-                table[r, j * n_chunks + g] = slot[j]
+                table[r, j * n_chunks + g] = float64(slot[j])
                 j += cuda.blockDim.x
 
     @cuda.jit
