@@ -61,6 +61,17 @@ def soft_cast(m, l1, is32):
     return m
 
 
+@cuda.jit(device=True)
+def exclusive_scan_serial(a, n, zero):
+    """Exclusive prefix sums of ``a[:n]`` in place, by one thread, in index order; returns the total."""
+    acc = zero
+    for k in range(n):
+        v = a[k]
+        a[k] = acc
+        acc += v
+    return acc
+
+
 @functools.cache
 def get_scan_kernel(threads_per_block: int):
     """Compile (lazily) and return ``k_scan`` for ``threads_per_block`` threads per block.
@@ -87,11 +98,7 @@ def get_scan_kernel(threads_per_block: int):
         part[tid] = acc
         cuda.syncthreads()
         if tid == 0:
-            running = 0.0
-            for i in range(nthr):
-                v = part[i]
-                part[i] = running
-                running += v
+            exclusive_scan_serial(part, nthr, 0.0)
         cuda.syncthreads()
         acc = part[tid]
         for i in range(lo, hi):
@@ -108,8 +115,7 @@ def _hull_functions(S: int):
 
     The same functions serve the tiles of a row (global arrays) and the chunks of a tile
     (shared arrays inside :func:`get_kernels`' ``k_tile``). Returns the tuple ``(canon, span,
-    pool, end_slot, pred_end, first_edge_tangent, first_edge_bridge, prev_vertex,
-    alive_edge)``.
+    pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge)``.
     """
 
     @cuda.jit(device=True)
@@ -246,7 +252,37 @@ def _hull_functions(S: int):
                 return R[t + 1]
         return canon(vcnt, nt, u + 1)
 
-    return (canon, span, pool, end_slot, pred_end, first_edge_tangent, first_edge_bridge, prev_vertex, alive_edge)
+    @cuda.jit(device=True)
+    def pair_bridge(level, i, nt, scale, lam, vcnt, vpos, vcum, off, L, R):
+        """Bridge ``(p, q)`` merging the groups of pair ``i`` at ``level``; ``(-1, -1)``: no right group, or convex."""
+        h = 1 << level
+        g0 = i * 2 * h
+        gm = g0 + h
+        if gm >= nt:
+            return -1, -1
+        g2 = min(g0 + 2 * h, nt)
+        if not pool(vpos, vcum, off, scale, lam, pred_end(vcnt, L, R, gm), gm * S, R[gm]):
+            return -1, -1
+        q = first_edge_bridge(vcnt, vpos, vcum, off, L, R, nt, scale, lam, g0, gm, g2)
+        p = first_edge_tangent(vcnt, vpos, vcum, off, L, R, nt, scale, lam, g0, gm, q)
+        return p, q
+
+    @cuda.jit(device=True)
+    def take_bridge(level, t, vpos, bp, bq, n_pairs, L, R):
+        """Tile ``t`` takes its pair's bridge ``(bp, bq)`` if the bridge spans the tile's start."""
+        pair = t // (2 << level)
+        if pair >= n_pairs:
+            return
+        p = bp[pair]
+        if p < 0:
+            return
+        q = bq[pair]
+        b = t * (S - 1)
+        if vpos[p] <= b and b < vpos[q]:
+            L[t] = p
+            R[t] = q
+
+    return (canon, span, pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge)
 
 
 @functools.cache
@@ -271,12 +307,8 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     NC1 = NC + 1
     TPB = int(threads_per_block)
 
-    (canon, span, pool, end_slot, pred_end, first_edge_tangent, first_edge_bridge, prev_vertex, alive_edge) = (
-        _hull_functions(S)
-    )
-    (c_canon, _, c_pool, _, c_pred_end, c_first_edge_tangent, c_first_edge_bridge, _, c_alive_edge) = _hull_functions(
-        SC
-    )
+    (canon, span, pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge) = _hull_functions(S)
+    (c_canon, _, _, _, _, c_alive_edge, c_pair_bridge, c_take_bridge) = _hull_functions(SC)
 
     @cuda.jit(device=True)
     def block_mean(vpos, vcum, off, d, scale, lam, center, u, w):
@@ -361,11 +393,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
             coff[c] = acc
         cuda.syncthreads()
         if c == 0:  # exclusive scan of the chunk totals (serial: NC values)
-            acc = 0.0
-            for k in range(nce):
-                v = coff[k]
-                coff[k] = acc
-                acc += v
+            exclusive_scan_serial(coff, nce, 0.0)
         cuda.syncthreads()
         if c < nce:
             cL[c] = base
@@ -373,28 +401,13 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         cuda.syncthreads()
         level = 0
         while (1 << level) < nce:  # bridge tree over the chunks; the level count depends on n_el only
-            h = 1 << level
-            g0 = c * 2 * h
-            gm = g0 + h
-            if g0 < nce:
-                p = -1
-                q = -1
-                if gm < nce:
-                    g2 = min(g0 + 2 * h, nce)
-                    if c_pool(cpos, ccum, coff, scale, lam, c_pred_end(ccnt, cL, cR, gm), gm * SC, cR[gm]):
-                        q = c_first_edge_bridge(ccnt, cpos, ccum, coff, cL, cR, nce, scale, lam, g0, gm, g2)
-                        p = c_first_edge_tangent(ccnt, cpos, ccum, coff, cL, cR, nce, scale, lam, g0, gm, q)
+            if c * (2 << level) < nce:
+                p, q = c_pair_bridge(level, c, nce, scale, lam, ccnt, cpos, ccum, coff, cL, cR)
                 cbp[c] = p
                 cbq[c] = q
             cuda.syncthreads()
             if c < nce:
-                pair = c // (2 * h)
-                p = cbp[pair]
-                if p >= 0:
-                    q = cbq[pair]
-                    if cpos[p] <= cs and cs < cpos[q]:
-                        cL[c] = p
-                        cR[c] = q
+                c_take_bridge(level, c, cpos, cbp, cbq, NC, cL, cR)
             cuda.syncthreads()
             level += 1
         n_alive = 0
@@ -405,12 +418,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         cnum[c] = n_alive
         cuda.syncthreads()
         if c == 0:  # exclusive scan of the surviving vertex counts
-            acc_i = 0
-            for k in range(nce):
-                v_i = cnum[k]
-                cnum[k] = acc_i
-                acc_i += v_i
-            cnum[NC] = acc_i
+            cnum[NC] = exclusive_scan_serial(cnum, nce, int32(0))
         cuda.syncthreads()
         tbase = t * S
         if c < nce:
@@ -438,44 +446,15 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
 
     @cuda.jit(device=True)
     def bridge_of_pair(level, lam, d, r, i, vcnt, vpos, vcum, off, L, R, bp, bq):
-        """The bridge ``(bp, bq)`` of merging pair ``i`` of ``level`` in row ``r`` (-1: the seam is convex)."""
-        nt = vcnt.shape[1]
-        h = 1 << level
-        g0 = i * 2 * h
-        gm = g0 + h
-        bp[r, i] = -1
-        if gm >= nt:
-            return
-        g2 = min(g0 + 2 * h, nt)
+        """The bridge ``(bp, bq)`` of merging pair ``i`` of ``level`` in row ``r`` (-1: none)."""
         scale = float64(d - 1) if d > 1 else 1.0
-        vc = vcnt[r]
-        vp = vpos[r]
-        vs = vcum[r]
-        of = off[r]
-        Lr = L[r]
-        Rr = R[r]
-        m = gm * S
-        if not pool(vp, vs, of, scale, lam, pred_end(vc, Lr, Rr, gm), m, Rr[gm]):
-            return
-        q = first_edge_bridge(vc, vp, vs, of, Lr, Rr, nt, scale, lam, g0, gm, g2)
-        p = first_edge_tangent(vc, vp, vs, of, Lr, Rr, nt, scale, lam, g0, gm, q)
+        p, q = pair_bridge(level, i, vcnt.shape[1], scale, lam, vcnt[r], vpos[r], vcum[r], off[r], L[r], R[r])
         bp[r, i] = p
         bq[r, i] = q
 
     @cuda.jit(device=True)
     def update_of_tile(level, r, t, vpos, bp, bq, L, R):
-        """Tile ``t`` of row ``r`` takes its pair's bridge if the bridge spans the tile's start."""
-        pair = t // (2 << level)
-        if pair >= bp.shape[1]:
-            return
-        p = bp[r, pair]
-        if p < 0:
-            return
-        q = bq[r, pair]
-        b = t * TILE
-        if vpos[r, p] <= b and b < vpos[r, q]:
-            L[r, t] = p
-            R[r, t] = q
+        take_bridge(level, t, vpos[r], bp[r], bq[r], bp.shape[1], L[r], R[r])
 
     @cuda.jit
     def k_bridge(level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
