@@ -269,7 +269,6 @@ class _TorchProvider:
         return torch.as_tensor(obj, device="cuda")
 
     def to_rows(self, obj, axis, compute_dtype):
-
         torch = self.torch
         t = self._tensor(obj) if not isinstance(obj, np.ndarray) else torch.from_numpy(obj).cuda()
         moved = t.reshape(1, t.numel()) if axis is None else t.movedim(axis, -1)
@@ -277,12 +276,10 @@ class _TorchProvider:
         return _wrap(rows), tuple(moved.shape)
 
     def sort_rows(self, rows_dev, stream):
-
         values, indices = self.torch.sort(self.torch.as_tensor(rows_dev, device="cuda"), dim=-1)
         return _wrap(values), _wrap(indices)
 
     def from_rows(self, x_dev, moved_shape, axis, shape, out_dtype, like):
-
         torch = self.torch
         x = torch.as_tensor(x_dev, device="cuda").reshape(moved_shape)
         x = x.reshape(shape) if axis is None else x.movedim(-1, axis)
@@ -329,14 +326,12 @@ class _CupyProvider:
         return _wrap(rows), tuple(moved.shape)
 
     def sort_rows(self, rows_dev, stream):
-
         cp = self.cupy
         rows = cp.asarray(rows_dev)
         perm = cp.argsort(rows, axis=-1).astype(cp.int64, copy=False)
         return _wrap(cp.take_along_axis(rows, perm, axis=-1)), _wrap(perm)
 
     def from_rows(self, x_dev, moved_shape, axis, shape, out_dtype, like):
-
         cp = self.cupy
         x = cp.asarray(x_dev).reshape(moved_shape)
         x = x.reshape(shape) if axis is None else cp.moveaxis(x, -1, axis)
@@ -412,9 +407,10 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     tpb = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
     if tile < 1 or chunk < 1 or tpb < 1:
         raise ValueError(f"TILE, CHUNK and THREADS_PER_BLOCK must be >= 1, got {tile}, {chunk}, {tpb}")
-    if -(-tile // chunk) > 1024 or tile_shared_bytes(tile, chunk) > _MAX_STATIC_SHARED:
+    threads, shared = -(-tile // chunk), tile_shared_bytes(tile, chunk)
+    if threads > 1024 or shared > _MAX_STATIC_SHARED:
         raise ValueError(
-            f"TILE={tile}, CHUNK={chunk} needs {-(-tile // chunk)} threads and {tile_shared_bytes(tile, chunk)} bytes"
+            f"TILE={tile}, CHUNK={chunk} needs {threads} threads and {shared} bytes"
             f" of shared memory per block (at most 1024 and {_MAX_STATIC_SHARED})"
         )
     if work is None or not (hasattr(work, "empty") and hasattr(work, "exclusive_cumsum")):
@@ -447,8 +443,10 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
         kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, centers, vcnt, vpos, vcum, tot, L, R)
         kern.k_scan[m, tpb, stream](tot, off)
         level = 0
-        while level < levels and -(-nt // (2 << level)) > FUSED_LEVEL_PAIRS:
+        while level < levels:
             pairs = -(-nt // (2 << level))
+            if pairs <= FUSED_LEVEL_PAIRS:
+                break
             kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq)
             kern.k_update[(_grid(nt, tpb), m), tpb, stream](level, vpos, bp, bq, L, R)
             level += 1
