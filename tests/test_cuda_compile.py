@@ -80,16 +80,17 @@ def _signatures(types, dtype, pos):
     """Argument types of the ``cuda`` backend's launches (see ``cuda_backend.run_rows``)."""
     x = types.Array(dtype, 2, "C")
     f64, i64, p = (types.Array(t, 2, "C") for t in (types.float64, types.int64, pos))
+    ti, tf = types.Array(types.int64, 3, "C"), types.Array(types.float64, 3, "C")
     flt, b, i = types.float64, types.boolean, types.int64
-    centers = types.float64[::1]
     return {
-        "k_tile": (x, flt, centers, i64, p, f64, f64, i64, i64),
+        "k_tile": (x, flt, ti, tf, p, f64),
         "k_scan": (f64, f64),
-        "k_bridge": (i, flt, i, i64, p, f64, f64, i64, i64, i64, i64),
-        "k_update": (i, p, i64, i64, i64, i64),
-        "k_levels": (i, i, flt, i, i64, p, f64, f64, i64, i64, i64, i64),
-        "k_label_flags": (x, flt, flt, b, i64, p, f64, f64, i64, i64, i64, f64),
-        "k_expand": (i64, centers, flt, flt, b, i64, p, f64, f64, i64, i64, x, b, b, i64, f64, i64),
+        "k_scan_fields": (tf, i, i),
+        "k_bridge": (i, flt, i, ti, p, f64, tf),
+        "k_update": (i, p, ti),
+        "k_levels": (b, i, i, flt, i, ti, p, f64, tf),
+        "k_label_flags": (i, flt, flt, b, ti, p, f64, tf, i64),
+        "k_expand": (i64, flt, flt, b, ti, p, f64, tf, x, b, b, i64, i64),
     }
 
 

@@ -221,3 +221,22 @@ def test_bad_arguments():
         prox_rows(np.zeros((1, 3)), 1.0, tile=0)
     with pytest.raises(ValueError, match="chunk"):
         prox_rows(np.zeros((1, 3)), 1.0, chunk=0)
+
+
+def test_docs_quote_the_cuda_defaults():
+    """docs/algorithms.rst quotes the cuda backend's default tunables: they must be the code's."""
+    import pathlib
+
+    from wsprox.solvers import cuda_backend as cb
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "algorithms.rst").read_text()
+    text = " ".join(text.split())
+    log2 = {name: getattr(cb, name).bit_length() - 1 for name in ("UNSORT_MIN_SIZE", "UNSORT_WINDOW")}
+    for quoted in (
+        f"tiles of ``TILE`` elements ({cb.TILE} by default)",
+        f"chunks of ``CHUNK`` elements ({cb.CHUNK} by default)",
+        f"more than {cb.FUSED_LEVEL_PAIRS} merging pairs",
+        f"at least :math:`2^{{{log2['UNSORT_MIN_SIZE']}}}` elements",
+        f"(:math:`2^{{{log2['UNSORT_WINDOW']}}}` consecutive destinations, at most {cb._MAX_BUCKETS} windows)",
+    ):
+        assert quoted in text, quoted

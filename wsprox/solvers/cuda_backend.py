@@ -2,15 +2,23 @@
 
 The algorithm (tile PAVA, a bridge tree of common lower tangents across tiles, expansion)
 is described in :mod:`wsprox.solvers.cuda_prototype`; the launch sequence here depends
-only on the shape: one tile launch, one scan, ``ceil(log2 n_tiles)`` bridge/update launch
-pairs, (two more launches for cluster ids) and one expansion launch per row chunk.
+only on the shape. Per chunk of rows: one tile launch; then, while a level of the bridge
+tree has more than ``FUSED_LEVEL_PAIRS`` merging pairs, one scan launch and a
+bridge/update launch pair per level, and one launch for the remaining levels (which also
+does the scan when it runs them all); two more launches for cluster ids; one expansion
+launch (three more and a scan for the partitioned unsort). A row of up to
+``2 * TILE * FUSED_LEVEL_PAIRS`` elements (4.2e6 by default) without cluster ids takes
+three launches after the sort (tiles, levels, expansion), a row of one tile two. Every launch passes few
+arrays: the per-tile state is packed into two arrays (see :mod:`.cuda_kernels`), because
+numba's host cost per launch grows with every array argument.
 
 Tunables (module constants read at every call, so tests can patch them):
 
 ``TILE``
-    Elements per tile: one thread block of the tile stage, whose shared memory holds
-    ``20 * TILE + 52 * ceil(TILE / CHUNK) + 1028`` bytes (at most 48 KiB; checked before
-    the launch, and against ptxas by ``tests/test_cuda_compile.py``).
+    Elements per tile: one thread block of ``NC = ceil(TILE / CHUNK)`` threads in the tile
+    stage, whose shared memory holds ``20 * NC * (CHUNK + 1) + 32 * NC + 1024`` bytes (at
+    most 48 KiB; checked before the launch, and against ptxas by
+    ``tests/test_cuda_compile.py``).
 ``CHUNK``
     Elements per thread of the tile stage (``CHUNK >= TILE`` gives one sequential PAVA
     per tile).
@@ -373,13 +381,12 @@ def _partitioned_unsort(vals, perm, out, work, stream, tpb):
     n_chunks = -(-d // chunk)
     n_buckets = ((d - 1) >> shift) + 1
     grid = (n_chunks, m)
-    counts = work.empty((m, n_buckets * n_chunks), np.float64)  # float64: k_scan's type, exact to 2**53
-    none = work.empty((1, 1), vals.dtype), work.empty((1, 1), np.int32)
-    kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, counts, *none, False)
-    starts = work.exclusive_cumsum(counts, stream)
-    del counts
     stage_val = work.empty((m, d), vals.dtype)
     stage_dst = work.empty((m, d), np.int32 if d < 2**31 else np.int64)
+    counts = work.empty((m, n_buckets * n_chunks), np.float64)  # float64: k_scan's type, exact to 2**53
+    kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, counts, stage_val, stage_dst, False)
+    starts = work.exclusive_cumsum(counts, stream)
+    del counts
     kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, starts, stage_val, stage_dst, True)
     kern.k_window_scatter[(_grid(d, tpb), m), tpb, stream](stage_val, stage_dst, out)
 
@@ -400,7 +407,17 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     order. Returns numba device arrays ``out`` ((n, d), ``xs``'s dtype, original order) and
     ``labels`` (int64, or None).
     """
-    from .cuda_kernels import get_kernels, n_levels, tile_shared_bytes
+    from .cuda_kernels import (
+        LBASE,
+        LCNT,
+        OFF,
+        TILE_FLOAT_FIELDS,
+        TILE_INT_FIELDS,
+        TOT,
+        get_kernels,
+        n_levels,
+        tile_shared_bytes,
+    )
 
     tile = int(TILE if tile is None else tile)
     chunk = int(CHUNK if chunk is None else chunk)
@@ -425,55 +442,43 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     out = work.empty((n, d), xs.dtype)
     labels = work.empty((n, d), np.int64) if want_labels else None
     levels = n_levels(nt)
-    npairs = max(1, -(-nt // 2))
+    fused_pairs = int(FUSED_LEVEL_PAIRS)
+    first_fused = next((lv for lv in range(levels) if -(-nt // (2 << lv)) <= fused_pairs), levels)
     for r0 in range(0, n, _MAX_GRID_Y):
         r1 = min(n, r0 + _MAX_GRID_Y)
         m = r1 - r0
-        xs_c, perm_c, out_c = xs[r0:r1], perm[r0:r1], out[r0:r1]
-        centers = work.empty(m, np.float64)
-        vcnt = work.empty((m, nt), np.int64)
+        if m == n:  # the usual case: no views (each costs host time)
+            xs_c, perm_c, out_c, lab_c = xs, perm, out, labels
+        else:
+            xs_c, perm_c, out_c = xs[r0:r1], perm[r0:r1], out[r0:r1]
+            lab_c = labels[r0:r1] if want_labels else None
+        ti = work.empty((m, TILE_INT_FIELDS, nt), np.int64)
+        tf = work.empty((m, TILE_FLOAT_FIELDS, nt), np.float64)
         vpos = work.empty((m, slots), pos_dtype)
         vcum = work.empty((m, slots), np.float64)
-        tot = work.empty((m, nt), np.float64)
-        off = work.empty((m, nt), np.float64)
-        L = work.empty((m, nt), np.int64)
-        R = work.empty((m, nt), np.int64)
-        bp = work.empty((m, npairs), np.int64)
-        bq = work.empty((m, npairs), np.int64)
-        kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, centers, vcnt, vpos, vcum, tot, L, R)
-        kern.k_scan[m, tpb, stream](tot, off)
-        level = 0
-        while level < levels:
+        kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, ti, tf, vpos, vcum)
+        if first_fused > 0:  # otherwise the scan is the first step of k_levels (or nt == 1: k_tile did it)
+            kern.k_scan_fields[(1, m), tpb, stream](tf, TOT, OFF)
+        for level in range(first_fused):
             pairs = -(-nt // (2 << level))
-            if pairs <= FUSED_LEVEL_PAIRS:
-                break
-            kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq)
-            kern.k_update[(_grid(nt, tpb), m), tpb, stream](level, vpos, bp, bq, L, R)
-            level += 1
-        if level < levels:
+            kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, ti, vpos, vcum, tf)
+            kern.k_update[(_grid(nt, tpb), m), tpb, stream](level, vpos, ti)
+        if first_fused < levels:
             kern.k_levels[(1, m), FUSED_LEVEL_THREADS, stream](
-                level, levels, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq
+                first_fused == 0, first_fused, levels, lam, d, ti, vpos, vcum, tf
             )
-        del bp, bq
         if want_labels:
             vlab = work.empty((m, slots), np.int64)
-            lcnt = work.empty((m, nt), np.float64)
-            lbase = work.empty((m, nt), np.float64)
-            kern.k_label_flags[(_grid(nt, tpb), m), tpb, stream](
-                xs_c, lam, l1, is32, vcnt, vpos, vcum, off, L, R, vlab, lcnt
-            )
-            kern.k_scan[m, tpb, stream](lcnt, lbase)
-            lab_c = labels[r0:r1]
+            kern.k_label_flags[(_grid(nt, tpb), m), tpb, stream](d, lam, l1, is32, ti, vpos, vcum, tf, vlab)
+            kern.k_scan_fields[(1, m), tpb, stream](tf, LCNT, LBASE)
         else:
-            vlab = lbase = lab_c = work.empty((1, 1), np.int64)
+            vlab = lab_c = perm_c  # any int64 rows: k_expand touches them only with want_labels
         kern.k_expand[(_grid(d, tpb), m), tpb, stream](
-            perm_c, centers, lam, l1, is32, vcnt, vpos, vcum, off, L, R,
-            xs_c if partitioned else out_c, not partitioned, bool(want_labels), vlab, lbase, lab_c,
+            perm_c, lam, l1, is32, ti, vpos, vcum, tf,
+            xs_c if partitioned else out_c, not partitioned, bool(want_labels), vlab, lab_c,
         )  # fmt: skip
         # the hull is not needed any more: free it (to the pool) before the unsort's staging arrays
-        del vcnt, vpos, vcum, tot, off, L, R, vlab, lbase, centers
-        if want_labels:
-            del lcnt
+        del ti, tf, vpos, vcum, vlab
         if partitioned:
             _partitioned_unsort(xs_c, perm_c, out_c, work, stream, tpb)
     return out, labels

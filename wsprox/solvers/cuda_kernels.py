@@ -8,14 +8,16 @@ They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_pr
    of ``CHUNK`` consecutive elements, with its stack in shared memory; the chunk hulls are
    merged in a bridge tree inside the block (the same device functions as stage 2, on
    shared arrays); the tile writes only its hull vertices.
-2. :func:`k_scan` -- one thread block per row: exclusive float64 scan of per-tile values.
+2. :func:`k_scan_fields` -- one thread block per row: exclusive float64 scan of the tile
+   totals into the tile offsets (a parallel block scan).
 3. :func:`k_bridge` / :func:`k_update` -- one launch pair per level of the bridge tree
    (``ceil(log2 n_tiles)`` levels): one thread per merging pair finds the bridge by the
    nested binary search, then one thread per tile moves its ``L``/``R`` survivor pointers;
    the levels with few pairs run together in one launch, :func:`k_levels` (one block per
-   row, a barrier between phases).
+   row, a barrier between phases), which also does the scan of step 2 when it runs all
+   the levels (rows of up to ``2 * FUSED_LEVEL_PAIRS`` tiles: steps 2 and 3 in one launch).
 4. :func:`k_label_flags` (only for cluster ids) -- one thread per tile counts the block
-   starts that open a new cluster id, then :func:`k_scan` over tiles.
+   starts that open a new cluster id, then :func:`k_scan_fields` over tiles.
 5. :func:`k_expand` -- one thread per element: block mean in float64, rounding guard,
    soft threshold, cast, then either the scatter through the sort permutation or a
    store in sorted order followed by the partitioned unsort of
@@ -32,6 +34,17 @@ import functools
 from numba import cuda, float32, float64, int32, int64
 
 __all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite", "soft_cast"]
+
+# Per-tile state of a chunk of rows, packed into two arrays so that each launch takes few
+# arguments (numba's host cost grows with every array argument):
+# ``ti``, int64 (rows, TILE_INT_FIELDS, n_tiles): vertex count, survivor pointers L and R,
+# and the bridge (p, q) of each merging pair of the current level (indexed by pair);
+VCNT, LEFT, RIGHT, BRIDGE_P, BRIDGE_Q = 0, 1, 2, 3, 4
+TILE_INT_FIELDS = 5
+# ``tf``, float64 (rows, TILE_FLOAT_FIELDS, n_tiles): tile total, its exclusive scan (the
+# tile offsets), new-id counts and their scan (cluster ids), and the row's centre c at [.., 0].
+TOT, OFF, LCNT, LBASE, CENTER = 0, 1, 2, 3, 4
+TILE_FLOAT_FIELDS = 5
 
 
 @cuda.jit
@@ -62,14 +75,59 @@ def soft_cast(m, l1, is32):
 
 
 @cuda.jit(device=True)
-def exclusive_scan_serial(a, n, zero):
-    """Exclusive prefix sums of ``a[:n]`` in place, by one thread, in index order; returns the total."""
-    acc = zero
-    for k in range(n):
-        v = a[k]
-        a[k] = acc
+def block_exclusive_scan(part, v, tid, n, zero):
+    """Exclusive prefix sums of the values ``v`` of threads ``0 .. n-1``, by the whole block.
+
+    Every thread of the block must call it (it has barriers); ``n <= blockDim.x`` and
+    ``part`` is a shared array of at least ``n`` entries of ``v``'s type, free again on
+    return. Hillis-Steele in ``ceil(log2 n)`` steps (a fixed summation tree). Returns
+    ``(prefix, total)``: the sum of the values of threads ``0 .. tid-1`` (``zero`` for
+    ``tid >= n``) and of all ``n`` values.
+    """
+    acc = v if tid < n else zero
+    step = 1
+    while step < n:
+        cuda.syncthreads()
+        if tid < n:
+            part[tid] = acc
+        cuda.syncthreads()
+        if tid < n and tid >= step:
+            acc = part[tid - step] + acc
+        step *= 2
+    cuda.syncthreads()
+    if tid < n:
+        part[tid] = acc
+    cuda.syncthreads()
+    total = part[n - 1]
+    prefix = zero
+    if tid > 0 and tid < n:
+        prefix = part[tid - 1]
+    cuda.syncthreads()
+    return prefix, total
+
+
+@cuda.jit(device=True)
+def row_exclusive_scan(src, dst, part):
+    """Exclusive float64 scan of the 1-D ``src`` into ``dst`` by the whole block.
+
+    Each thread sums a contiguous run of ``ceil(n / blockDim.x)`` entries, the run totals
+    are scanned by :func:`block_exclusive_scan` (``part``: shared, ``blockDim.x`` float64),
+    and each thread writes its run. ``src`` and ``dst`` may be the same array.
+    """
+    tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
+    n = src.shape[0]
+    run = (n + nthr - 1) // nthr
+    lo = min(tid * run, n)
+    hi = min(lo + run, n)
+    acc = 0.0
+    for i in range(lo, hi):
+        acc += src[i]
+    acc, _ = block_exclusive_scan(part, acc, tid, nthr, 0.0)
+    for i in range(lo, hi):
+        v = src[i]
+        dst[i] = acc
         acc += v
-    return acc
 
 
 @functools.cache
@@ -86,25 +144,7 @@ def get_scan_kernel(threads_per_block: int):
         """Exclusive float64 scan along axis 1 (grid = n_rows blocks of TPB threads)."""
         part = cuda.shared.array(TPB, float64)
         r = cuda.blockIdx.x
-        n = src.shape[1]
-        tid = cuda.threadIdx.x
-        nthr = cuda.blockDim.x
-        chunk = (n + nthr - 1) // nthr
-        lo = tid * chunk
-        hi = min(lo + chunk, n)
-        acc = 0.0
-        for i in range(lo, hi):
-            acc += src[r, i]
-        part[tid] = acc
-        cuda.syncthreads()
-        if tid == 0:
-            exclusive_scan_serial(part, nthr, 0.0)
-        cuda.syncthreads()
-        acc = part[tid]
-        for i in range(lo, hi):
-            v = src[r, i]
-            dst[r, i] = acc
-            acc += v
+        row_exclusive_scan(src[r], dst[r], part)
 
     return k_scan
 
@@ -292,7 +332,8 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     Returns
     -------
     types.SimpleNamespace
-        ``k_tile, k_scan, k_bridge, k_update, k_label_flags, k_expand`` and the
+        ``k_tile, k_scan, k_scan_fields, k_bridge, k_update, k_levels, k_label_flags,
+        k_expand`` and the
         constants ``TILE``, ``SLOTS`` (= TILE + 1), ``CHUNK``, ``NC`` (threads of a
         ``k_tile`` block, ``ceil(TILE / CHUNK)``) and ``TPB``.
     """
@@ -304,7 +345,6 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     SC = CHUNK + 1
     NC = -(-TILE // CHUNK)
     CSLOTS = NC * SC
-    NC1 = NC + 1
     TPB = int(threads_per_block)
 
     (canon, span, pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge) = _hull_functions(S)
@@ -328,35 +368,38 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
 
     # ------------------------------------------------------------------ kernels
     @cuda.jit
-    def k_tile(xs, lam, centers, vcnt, vpos, vcum, tot, L, R):
+    def k_tile(xs, lam, ti, tf, vpos, vcum):
         """Stage 1: the hull of every tile (grid = (n_tiles, n_rows), NC threads per block).
 
         Thread ``c`` runs a sequential PAVA on chunk ``c`` (``CHUNK`` elements staged in
         shared memory); the chunk hulls are merged by the bridge tree of
         ``_hull_functions(SC)`` on shared arrays (``ceil(log2 NC)`` levels); the tile
-        writes its hull vertices (position, float64 sum from the tile start) to its slots.
+        writes its hull vertices (position, float64 sum from the tile start) to its slots,
+        and its vertex count, survivor pointers and total to ``ti``/``tf``.
         """
         sx = cuda.shared.array(CSLOTS, float64)  # staged x - c; chunk c at [c * SC, c * SC + CHUNK)
         cpos = cuda.shared.array(CSLOTS, int32)  # chunk hull vertices: position in the tile
         ccum = cuda.shared.array(CSLOTS, float64)  # and sum from the chunk start
         ccnt = cuda.shared.array(NC, int32)
-        coff = cuda.shared.array(NC, float64)
+        coff = cuda.shared.array(NC, float64)  # chunk offsets (and the scratch of their scan)
         cL = cuda.shared.array(NC, int32)
         cR = cuda.shared.array(NC, int32)
         cbp = cuda.shared.array(NC, int32)
         cbq = cuda.shared.array(NC, int32)
-        cnum = cuda.shared.array(NC1, int32)
+        cnum = cuda.shared.array(NC, int32)  # scratch of the survivor-count scan
         c = cuda.threadIdx.x
         t = cuda.blockIdx.x
         r = cuda.blockIdx.y
         d = xs.shape[1]
-        nt = vcnt.shape[1]
+        nt = ti.shape[2]
         b0 = t * TILE
         n_el = min(TILE, d - b0)
         nce = (n_el + CHUNK - 1) // CHUNK
         center = float64(xs[r, d // 2])
         if t == 0 and c == 0:
-            centers[r] = center
+            tf[r, CENTER, 0] = center
+            if nt == 1:
+                tf[r, OFF, 0] = 0.0  # one tile: no scan follows
         scale = float64(d - 1) if d > 1 else 1.0
         j = c
         while j < n_el:  # coalesced loads; one pad slot per chunk against bank conflicts
@@ -365,6 +408,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         cuda.syncthreads()
         cs = c * CHUNK
         base = c * SC
+        chunk_total = 0.0
         if cs < n_el:
             top = -1  # stack entry k: sum at ccum[base + 1 + k], end at cpos[base + 1 + k]
             for j in range(cs, min(cs + CHUNK, n_el)):
@@ -385,17 +429,13 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
                 cpos[base + 1 + top] = j + 1
             cpos[base] = cs
             ccum[base] = 0.0
-            acc = 0.0
             for k in range(top + 1):
-                acc += ccum[base + 1 + k]
-                ccum[base + 1 + k] = acc
+                chunk_total += ccum[base + 1 + k]
+                ccum[base + 1 + k] = chunk_total
             ccnt[c] = top + 2
-            coff[c] = acc
-        cuda.syncthreads()
-        if c == 0:  # exclusive scan of the chunk totals (serial: NC values)
-            exclusive_scan_serial(coff, nce, 0.0)
-        cuda.syncthreads()
+        prefix, _ = block_exclusive_scan(coff, chunk_total, c, nce, 0.0)  # chunk offsets
         if c < nce:
+            coff[c] = prefix
             cL[c] = base
             cR[c] = c_canon(ccnt, nce, base + 1)
         cuda.syncthreads()
@@ -415,102 +455,111 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
             for k in range(ccnt[c] - 1):
                 if c_alive_edge(ccnt, cL, cR, nce, c, k) >= 0:
                     n_alive += 1
-        cnum[c] = n_alive
-        cuda.syncthreads()
-        if c == 0:  # exclusive scan of the surviving vertex counts
-            cnum[NC] = exclusive_scan_serial(cnum, nce, int32(0))
-        cuda.syncthreads()
+        first, nv = block_exclusive_scan(cnum, int32(n_alive), c, nce, int32(0))  # survivors before chunk c
         tbase = t * S
         if c < nce:
-            slot = tbase + cnum[c]
+            slot = tbase + first
             for k in range(ccnt[c] - 1):
                 if c_alive_edge(ccnt, cL, cR, nce, c, k) >= 0:
                     vpos[r, slot] = b0 + cpos[base + k]
                     vcum[r, slot] = coff[c] + ccum[base + k]
                     slot += 1
         if c == 0:
-            nv = cnum[NC]
             last = nce - 1
             total = coff[last] + ccum[last * SC + ccnt[last] - 1]
             vpos[r, tbase + nv] = b0 + n_el
             vcum[r, tbase + nv] = total
-            vcnt[r, t] = nv + 1
-            tot[r, t] = total
-            L[r, t] = tbase
+            ti[r, VCNT, t] = nv + 1
+            tf[r, TOT, t] = total
+            ti[r, LEFT, t] = tbase
             if nv == 1 and t < nt - 1:
-                R[r, t] = (t + 1) * S
+                ti[r, RIGHT, t] = (t + 1) * S
             else:
-                R[r, t] = tbase + 1
+                ti[r, RIGHT, t] = tbase + 1
 
     k_scan = get_scan_kernel(TPB)
 
-    @cuda.jit(device=True)
-    def bridge_of_pair(level, lam, d, r, i, vcnt, vpos, vcum, off, L, R, bp, bq):
-        """The bridge ``(bp, bq)`` of merging pair ``i`` of ``level`` in row ``r`` (-1: none)."""
-        scale = float64(d - 1) if d > 1 else 1.0
-        p, q = pair_bridge(level, i, vcnt.shape[1], scale, lam, vcnt[r], vpos[r], vcum[r], off[r], L[r], R[r])
-        bp[r, i] = p
-        bq[r, i] = q
+    @cuda.jit
+    def k_scan_fields(tf, src, dst):
+        """Exclusive float64 scan of ``tf[r, src]`` into ``tf[r, dst]`` (grid = (1, n_rows), TPB threads)."""
+        part = cuda.shared.array(TPB, float64)
+        r = cuda.blockIdx.y
+        row_exclusive_scan(tf[r, src], tf[r, dst], part)
 
     @cuda.jit(device=True)
-    def update_of_tile(level, r, t, vpos, bp, bq, L, R):
-        take_bridge(level, t, vpos[r], bp[r], bq[r], bp.shape[1], L[r], R[r])
+    def bridge_of_pair(level, lam, d, r, i, ti, vpos, vcum, tf):
+        """The bridge of merging pair ``i`` of ``level`` in row ``r`` into ``ti[r, BRIDGE_P/Q, i]`` (-1: none)."""
+        scale = float64(d - 1) if d > 1 else 1.0
+        p, q = pair_bridge(
+            level, i, ti.shape[2], scale, lam, ti[r, VCNT], vpos[r], vcum[r], tf[r, OFF], ti[r, LEFT], ti[r, RIGHT]
+        )
+        ti[r, BRIDGE_P, i] = p
+        ti[r, BRIDGE_Q, i] = q
+
+    @cuda.jit(device=True)
+    def update_of_tile(level, r, t, vpos, ti):
+        take_bridge(level, t, vpos[r], ti[r, BRIDGE_P], ti[r, BRIDGE_Q], ti.shape[2], ti[r, LEFT], ti[r, RIGHT])
 
     @cuda.jit
-    def k_bridge(level, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
+    def k_bridge(level, lam, d, ti, vpos, vcum, tf):
         """Stage 2a: one thread per merging pair of a level (grid = (pairs, n_rows))."""
         i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        if i < bp.shape[1]:
-            bridge_of_pair(level, lam, d, cuda.blockIdx.y, i, vcnt, vpos, vcum, off, L, R, bp, bq)
+        if i < (ti.shape[2] + (2 << level) - 1) // (2 << level):
+            bridge_of_pair(level, lam, d, cuda.blockIdx.y, i, ti, vpos, vcum, tf)
 
     @cuda.jit
-    def k_update(level, vpos, bp, bq, L, R):
+    def k_update(level, vpos, ti):
         """Stage 2b: one thread per tile moves its survivor pointers (grid = (tiles, n_rows))."""
         t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        if t < L.shape[1]:
-            update_of_tile(level, cuda.blockIdx.y, t, vpos, bp, bq, L, R)
+        if t < ti.shape[2]:
+            update_of_tile(level, cuda.blockIdx.y, t, vpos, ti)
 
     @cuda.jit
-    def k_levels(level0, levels, lam, d, vcnt, vpos, vcum, off, L, R, bp, bq):
+    def k_levels(scan, level0, levels, lam, d, ti, vpos, vcum, tf):
         """Stage 2, levels ``[level0, levels)`` in one launch: one block per row (grid = (1, n_rows)).
 
-        The block's threads stride over the pairs, then over the tiles, with a barrier
-        after each phase (global writes are visible to the block after ``syncthreads``).
-        Used once a level has few pairs, so that the top of the tree costs one launch.
+        With ``scan``, the block first scans the tile totals into the offsets (the launch
+        is then the whole of stage 2). The block's threads stride over the pairs, then over
+        the tiles, with a barrier after each phase (global writes are visible to the block
+        after ``syncthreads``). Used once a level has few pairs, so that the top of the
+        tree costs one launch. At most 1024 threads per block.
         """
+        part = cuda.shared.array(1024, float64)
         r = cuda.blockIdx.y
         tid = cuda.threadIdx.x
-        nt = vcnt.shape[1]
+        nt = ti.shape[2]
+        if scan:
+            row_exclusive_scan(tf[r, TOT], tf[r, OFF], part)
+            cuda.syncthreads()
         for level in range(level0, levels):
             pairs = (nt + (2 << level) - 1) // (2 << level)
             i = tid
             while i < pairs:
-                bridge_of_pair(level, lam, d, r, i, vcnt, vpos, vcum, off, L, R, bp, bq)
+                bridge_of_pair(level, lam, d, r, i, ti, vpos, vcum, tf)
                 i += cuda.blockDim.x
             cuda.syncthreads()
             t = tid
             while t < nt:
-                update_of_tile(level, r, t, vpos, bp, bq, L, R)
+                update_of_tile(level, r, t, vpos, ti)
                 t += cuda.blockDim.x
             cuda.syncthreads()
 
     @cuda.jit
-    def k_label_flags(xs, lam, l1, is32, vcnt, vpos, vcum, off, L, R, vlab, lcnt):
+    def k_label_flags(d, lam, l1, is32, ti, vpos, vcum, tf, vlab):
         """Per tile (one thread per tile, grid = (tile blocks, n_rows)): inclusive counts of new-id block starts."""
         t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
-        nt = vcnt.shape[1]
+        nt = ti.shape[2]
         if t >= nt:
             return
-        d = xs.shape[1]
         scale = float64(d - 1) if d > 1 else 1.0
-        center = float64(xs[r, d // 2])
-        vc = vcnt[r]
+        center = tf[r, CENTER, 0]
+        vc = ti[r, VCNT]
+        Lr = ti[r, LEFT]
+        Rr = ti[r, RIGHT]
         vp = vpos[r]
         vs = vcum[r]
-        of = off[r]
-        Lr = L[r]
-        Rr = R[r]
+        of = tf[r, OFF]
         base = t * S
         acc = 0
         for i in range(vc[t] - 1):
@@ -526,32 +575,31 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
                     if a != b:
                         acc += 1
             vlab[r, u] = acc
-        lcnt[r, t] = float64(acc)
+        tf[r, LCNT, t] = float64(acc)
 
     @cuda.jit
-    def k_expand(
-        perm, centers, lam, l1, is32, vcnt, vpos, vcum, off, L, R, out, scatter, want_labels, vlab, lbase, labels
-    ):
+    def k_expand(perm, lam, l1, is32, ti, vpos, vcum, tf, out, scatter, want_labels, vlab, labels):
         """Stage 3: one thread per element (grid = (element blocks, n_rows)).
 
         Writes the value to ``out[r, perm[r, k]]`` if ``scatter``, else to ``out[r, k]``
         (sorted order; ``out`` may be the sorted input itself: nothing else reads it here).
-        Cluster ids always go through ``perm``.
+        Cluster ids always go through ``perm``; ``vlab`` and ``labels`` are read and
+        written only if ``want_labels`` (any int64 2-D arrays otherwise).
         """
         k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
         d = perm.shape[1]
         if k >= d:
             return
-        nt = vcnt.shape[1]
+        nt = ti.shape[2]
         scale = float64(d - 1) if d > 1 else 1.0
-        center = centers[r]
-        vc = vcnt[r]
+        center = tf[r, CENTER, 0]
+        vc = ti[r, VCNT]
+        Lr = ti[r, LEFT]
+        Rr = ti[r, RIGHT]
         vp = vpos[r]
         vs = vcum[r]
-        of = off[r]
-        Lr = L[r]
-        Rr = R[r]
+        of = tf[r, OFF]
         t = k // TILE
         if k < vp[Rr[t]]:
             u = Lr[t]
@@ -578,7 +626,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         else:
             out[r, k] = value
         if want_labels:
-            labels[r, i] = int64(lbase[r, u // S]) + vlab[r, u] - 1
+            labels[r, i] = int64(tf[r, LBASE, u // S]) + vlab[r, u] - 1
 
     return types.SimpleNamespace(
         TILE=TILE,
@@ -588,6 +636,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         TPB=TPB,
         k_tile=k_tile,
         k_scan=k_scan,
+        k_scan_fields=k_scan_fields,
         k_bridge=k_bridge,
         k_update=k_update,
         k_levels=k_levels,
@@ -678,7 +727,7 @@ def tile_shared_bytes(tile: int, chunk: int) -> int:
     """
     chunk = min(int(chunk), int(tile))
     nc = -(-int(tile) // chunk)
-    return nc * (chunk + 1) * (8 + 4 + 8) + nc * (4 * 6 + 8) + 4 + 1024
+    return nc * (chunk + 1) * (8 + 4 + 8) + nc * (4 * 6 + 8) + 1024
 
 
 def n_levels(n_tiles: int) -> int:
