@@ -12,7 +12,11 @@ Measures, with CUDA events after a warm-up, the median of repeated runs of:
 * design variants of the ``cuda`` backend on Gaussian weights (lam = 1e-2) at the large
   sizes: the unsort direct or partitioned, the tile stage chunked (``CHUNK``) or one
   sequential PAVA per tile, so that one GPU run tells which to keep (``--no-variants``
-  skips them).
+  skips them);
+* where the host time of a small call goes: ``cProfile`` over ``--profile-calls`` calls
+  at the largest latency size (the functions with the most own time, per call), since at
+  d <= 1e5 the Python side of the launches, wraps and allocations can cost more than the
+  GPU work.
 
 Prints a table and writes JSON to the path given on the command line. ``--dry-run`` uses
 tiny sizes and works on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, no torch
@@ -45,6 +49,7 @@ def _parser():
     p.add_argument("--imminent-timeout", type=float, default=30.0, help="seconds allowed per cuda-imminent run")
     p.add_argument("--batch", type=int, nargs=2, default=[1000, 10000], metavar=("N", "D"), help="batched shape")
     p.add_argument("--no-variants", dest="variants", action="store_false", help="skip the design variants")
+    p.add_argument("--profile-calls", type=int, default=200, help="calls profiled on the host (0: none)")
     return p
 
 
@@ -156,6 +161,38 @@ def _time_variants(args, timer, np):
     return out
 
 
+def _host_profile(x, d, lam, calls, timer, top=20):
+    """cProfile of ``calls`` prox calls on ``x`` (warm): host wall time and the top functions by own time."""
+    import cProfile
+    import pstats
+
+    import wsprox
+
+    wsprox.prox(x, lam, backend="cuda")
+    timer.sync()
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for _ in range(calls):
+        wsprox.prox(x, lam, backend="cuda")
+    prof.disable()
+    timer.sync()
+    wall_us = 1e6 * (time.perf_counter() - t0) / calls
+    stats = pstats.Stats(prof).stats
+    rows = []
+    for (path, line, name), (_, ncalls, tottime, cumtime, _) in stats.items():
+        rows.append(
+            dict(
+                function=f"{path.rsplit('/', 1)[-1]}:{line}({name})",
+                calls_per_call=ncalls / calls,
+                own_us=1e6 * tottime / calls,
+                cum_us=1e6 * cumtime / calls,
+            )
+        )
+    rows.sort(key=lambda r: -r["own_us"])
+    return dict(d=d, calls=calls, wall_us_per_call_profiled=wall_us, top=rows[:top])
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     import numpy as np
@@ -170,6 +207,7 @@ def main(argv=None):
         args.repeat = 2
         args.warmup = 1
         args.batch = [3, 16]
+        args.profile_calls = min(args.profile_calls, 2)
         cuda_backend.TILE = 8
         cuda_backend.CHUNK = 2
         cuda_backend.UNSORT_WINDOW = 4
@@ -238,6 +276,10 @@ def main(argv=None):
     )
 
     variants = _time_variants(args, timer, np) if args.variants else []
+    profile = None
+    if args.profile_calls > 0:
+        d = int(max(args.small_sizes))
+        profile = _host_profile(_to_device(_family("gaussian", d, 1e-2, np), timer), d, 1e-2, args.profile_calls, timer)
 
     def fmt(v, spec=".3f"):
         return "-" if v is None else format(v, spec)
@@ -254,6 +296,13 @@ def main(argv=None):
         print(f"\nvariants (gaussian lam=1e-2), prox ms: {'d':>10} " + " ".join(f"{k:>22}" for k in variants[0]["ms"]))
         for v in variants:
             print(f"{'':<34} {v['d']:>10} " + " ".join(f"{fmt(t):>22}" for t in v["ms"].values()))
+    if profile:
+        print(
+            f"\nhost profile, d={profile['d']}: {profile['wall_us_per_call_profiled']:.0f} us per call under cProfile;"
+            " own time per call (us), calls per call, function:"
+        )
+        for r in profile["top"]:
+            print(f"{r['own_us']:>10.1f} {r['calls_per_call']:>6.1f}  {r['function']}")
     meta = dict(
         device=device,
         python=platform.python_version(),
@@ -263,7 +312,7 @@ def main(argv=None):
         warmup=args.warmup,
     )
     with open(args.output, "w") as fh:
-        json.dump(dict(meta=meta, rows=rows, variants=variants), fh, indent=2)
+        json.dump(dict(meta=meta, rows=rows, variants=variants, host_profile=profile), fh, indent=2)
     return 0
 
 

@@ -413,3 +413,7 @@ def test_bench_cuda_dry_run(tmp_path, monkeypatch):
     assert set(variant["ms"]) == {f"{u}/{t}" for u in ("direct", "partitioned") for t in ("chunked", "sequential")}
     assert all(t > 0 for t in variant["ms"].values())
     assert cuda_backend.UNSORT == unsort  # the variants put the tunables back
+    profile = data["host_profile"]
+    assert profile["calls"] == 2 and profile["d"] == 16 and profile["wall_us_per_call_profiled"] > 0
+    own = [r["own_us"] for r in profile["top"]]
+    assert own == sorted(own, reverse=True) and own[0] > 0

@@ -469,7 +469,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
             )
         if want_labels:
             vlab = work.empty((m, slots), np.int64)
-            kern.k_label_flags[(_grid(nt, tpb), m), tpb, stream](d, lam, l1, is32, ti, vpos, vcum, tf, vlab)
+            kern.k_label_flags[(nt, m), tpb, stream](d, lam, l1, is32, ti, vpos, vcum, tf, vlab)
             kern.k_scan_fields[(1, m), tpb, stream](tf, LCNT, LBASE)
         else:
             vlab = lab_c = perm_c  # any int64 rows: k_expand touches them only with want_labels

@@ -16,8 +16,9 @@ They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_pr
    the levels with few pairs run together in one launch, :func:`k_levels` (one block per
    row, a barrier between phases), which also does the scan of step 2 when it runs all
    the levels (rows of up to ``2 * FUSED_LEVEL_PAIRS`` tiles: steps 2 and 3 in one launch).
-4. :func:`k_label_flags` (only for cluster ids) -- one thread per tile counts the block
-   starts that open a new cluster id, then :func:`k_scan_fields` over tiles.
+4. :func:`k_label_flags` (only for cluster ids) -- one thread block per tile flags and
+   counts the block starts that open a new cluster id (each thread a run of vertices, a
+   block scan between them), then :func:`k_scan_fields` over tiles.
 5. :func:`k_expand` -- one thread per element: block mean in float64, rounding guard,
    soft threshold, cast, then either the scatter through the sort permutation or a
    store in sorted order followed by the partitioned unsort of
@@ -544,14 +545,34 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
                 t += cuda.blockDim.x
             cuda.syncthreads()
 
+    @cuda.jit(device=True)
+    def opens_new_id(d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i):
+        """1 if vertex ``i`` of tile ``t`` starts a final block whose value differs from the previous one's."""
+        u = t * S + i
+        w = alive_edge(vc, Lr, Rr, nt, t, i)
+        if w < 0:
+            return 0
+        if vp[u] == 0:
+            return 1
+        pu = prev_vertex(vc, Lr, Rr, u)
+        a = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, u, w)
+        b = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, pu, u)
+        return 1 if a != b else 0
+
     @cuda.jit
     def k_label_flags(d, lam, l1, is32, ti, vpos, vcum, tf, vlab):
-        """Per tile (one thread per tile, grid = (tile blocks, n_rows)): inclusive counts of new-id block starts."""
-        t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        """Inclusive counts of new-id block starts per tile (grid = (n_tiles, n_rows), TPB threads).
+
+        Each thread flags a contiguous run of the tile's vertices (``vlab`` holds the
+        flags), a block scan of the run counts gives each run its start, and each thread
+        turns its flags into running counts; the tile's count goes to ``tf[r, LCNT, t]``.
+        """
+        part = cuda.shared.array(TPB, int64)
+        t = cuda.blockIdx.x
         r = cuda.blockIdx.y
+        tid = cuda.threadIdx.x
+        nthr = cuda.blockDim.x
         nt = ti.shape[2]
-        if t >= nt:
-            return
         scale = float64(d - 1) if d > 1 else 1.0
         center = tf[r, CENTER, 0]
         vc = ti[r, VCNT]
@@ -561,21 +582,21 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         vs = vcum[r]
         of = tf[r, OFF]
         base = t * S
-        acc = 0
-        for i in range(vc[t] - 1):
-            u = base + i
-            w = alive_edge(vc, Lr, Rr, nt, t, i)
-            if w >= 0:
-                if vp[u] == 0:
-                    acc += 1
-                else:
-                    pu = prev_vertex(vc, Lr, Rr, u)
-                    a = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, u, w)
-                    b = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, pu, u)
-                    if a != b:
-                        acc += 1
-            vlab[r, u] = acc
-        tf[r, LCNT, t] = float64(acc)
+        n = vc[t] - 1
+        run = (n + nthr - 1) // nthr
+        lo = min(tid * run, n)
+        hi = min(lo + run, n)
+        count = int64(0)
+        for i in range(lo, hi):
+            flag = opens_new_id(d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i)
+            vlab[r, base + i] = flag
+            count += flag
+        acc, total = block_exclusive_scan(part, count, tid, nthr, int64(0))
+        for i in range(lo, hi):
+            acc += vlab[r, base + i]
+            vlab[r, base + i] = acc
+        if tid == 0:
+            tf[r, LCNT, t] = float64(total)
 
     @cuda.jit
     def k_expand(perm, lam, l1, is32, ti, vpos, vcum, tf, out, scatter, want_labels, vlab, labels):
