@@ -105,7 +105,11 @@ def test_cuda_backend_kernels_compile(compiler, dtype):
     kern = get_kernels(tile, chunk, cuda_backend.THREADS_PER_BLOCK)
     for name, sig in _signatures(types, getattr(types, dtype), types.int32).items():
         res = _check(compiler, getattr(kern, name), sig)
-        threads = {"k_tile": kern.NC, "k_levels": cuda_backend.FUSED_LEVEL_THREADS}.get(name, kern.TPB)
+        threads = {
+            "k_tile": kern.NC,
+            "k_levels": cuda_backend.FUSED_LEVEL_THREADS,
+            "k_scan_fields": cuda_backend.SCAN_THREADS,
+        }.get(name, kern.TPB)
         assert res["registers"] * threads <= 65536, (name, res)  # else the launch fails for lack of registers
         if name == "k_tile":
             # the host's shared-memory figure (checked before launch) is what ptxas allocates

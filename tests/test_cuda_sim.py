@@ -43,6 +43,7 @@ def tiny(monkeypatch):
     # levels with at most 2 pairs fused into one launch of 3 threads per row (strided loops)
     monkeypatch.setattr(cuda_backend, "FUSED_LEVEL_PAIRS", 2)
     monkeypatch.setattr(cuda_backend, "FUSED_LEVEL_THREADS", 3)
+    monkeypatch.setattr(cuda_backend, "SCAN_THREADS", 3)  # scans of per-tile values: runs of several tiles
     # the partitioned unsort everywhere, with windows of 4 destinations and chunks of 8 positions
     monkeypatch.setattr(cuda_backend, "UNSORT", "partitioned")
     monkeypatch.setattr(cuda_backend, "UNSORT_WINDOW", 4)
@@ -225,6 +226,13 @@ def test_tile_tunables_checked(tiny, monkeypatch):
     monkeypatch.setattr(tiny, "TILE", 4096)
     with pytest.raises(ValueError, match="shared memory"):
         wsprox.prox(w, 1.0, backend="cuda")
+    monkeypatch.setattr(tiny, "TILE", 4)
+    for name in ("FUSED_LEVEL_THREADS", "SCAN_THREADS"):
+        for bad in (0, 1025):
+            monkeypatch.setattr(tiny, name, bad)
+            with pytest.raises(ValueError, match=name):
+                wsprox.prox(w, 1.0, backend="cuda")
+        monkeypatch.setattr(tiny, name, 3)
 
 
 @sim_only
@@ -396,6 +404,7 @@ def test_bench_cuda_dry_run(tmp_path, monkeypatch):
     from wsprox.solvers import cuda_backend, cuda_imminent
 
     tunables = ("TILE", "CHUNK", "UNSORT", "UNSORT_WINDOW", "UNSORT_CHUNK", "THREADS_PER_BLOCK", "FUSED_LEVEL_THREADS")
+    tunables += ("SCAN_THREADS",)
     for mod, names in ((cuda_backend, tunables), (cuda_imminent, ("THREADS_PER_BLOCK",))):
         for name in names:
             monkeypatch.setattr(mod, name, getattr(mod, name))  # the dry run sets them; undone after the test

@@ -26,7 +26,11 @@ Tunables (module constants read at every call, so tests can patch them):
     Threads per block of every launch.
 ``FUSED_LEVEL_PAIRS``, ``FUSED_LEVEL_THREADS``
     Bridge levels with at most that many merging pairs run in one launch of one block
-    per row (that many threads), instead of two launches per level.
+    per row (that many threads, at most 1024), instead of two launches per level.
+``SCAN_THREADS``
+    Threads of the block per row that scans per-tile values (tile totals of rows with
+    more than ``2 * FUSED_LEVEL_PAIRS`` tiles, cluster-id counts): at most 1024, fewer
+    for short rows (at least 32, at most one per tile).
 ``UNSORT``
     How the values return to the original order: ``"direct"`` (one scatter through the
     sort permutation, fused into the expansion), ``"partitioned"`` (values written in
@@ -82,6 +86,8 @@ THREADS_PER_BLOCK = 128
 FUSED_LEVEL_PAIRS = 2048
 #: Threads of that block (registers: about 80 per thread, at most 65536 per block).
 FUSED_LEVEL_THREADS = 512
+#: Threads of the one block per row that scans the per-tile values (at most 1024).
+SCAN_THREADS = 1024
 #: "auto", "direct" or "partitioned" (see the module docstring).
 UNSORT = "auto"
 #: Row length from which UNSORT="auto" partitions the unsort.
@@ -424,6 +430,11 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     tpb = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
     if tile < 1 or chunk < 1 or tpb < 1:
         raise ValueError(f"TILE, CHUNK and THREADS_PER_BLOCK must be >= 1, got {tile}, {chunk}, {tpb}")
+    fused_threads, scan_threads = int(FUSED_LEVEL_THREADS), int(SCAN_THREADS)
+    if not (1 <= fused_threads <= 1024 and 1 <= scan_threads <= 1024):
+        raise ValueError(
+            f"FUSED_LEVEL_THREADS and SCAN_THREADS must be in [1, 1024], got {fused_threads}, {scan_threads}"
+        )
     threads, shared = -(-tile // chunk), tile_shared_bytes(tile, chunk)
     if threads > 1024 or shared > _MAX_STATIC_SHARED:
         raise ValueError(
@@ -444,6 +455,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     levels = n_levels(nt)
     fused_pairs = int(FUSED_LEVEL_PAIRS)
     first_fused = next((lv for lv in range(levels) if -(-nt // (2 << lv)) <= fused_pairs), levels)
+    scan_threads = min(scan_threads, max(32, nt))
     for r0 in range(0, n, _MAX_GRID_Y):
         r1 = min(n, r0 + _MAX_GRID_Y)
         m = r1 - r0
@@ -458,19 +470,19 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
         vcum = work.empty((m, slots), np.float64)
         kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, ti, tf, vpos, vcum)
         if first_fused > 0:  # otherwise the scan is the first step of k_levels (or nt == 1: k_tile did it)
-            kern.k_scan_fields[(1, m), tpb, stream](tf, TOT, OFF)
+            kern.k_scan_fields[(1, m), scan_threads, stream](tf, TOT, OFF)
         for level in range(first_fused):
             pairs = -(-nt // (2 << level))
             kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, ti, vpos, vcum, tf)
             kern.k_update[(_grid(nt, tpb), m), tpb, stream](level, vpos, ti)
         if first_fused < levels:
-            kern.k_levels[(1, m), FUSED_LEVEL_THREADS, stream](
+            kern.k_levels[(1, m), fused_threads, stream](
                 first_fused == 0, first_fused, levels, lam, d, ti, vpos, vcum, tf
             )
         if want_labels:
             vlab = work.empty((m, slots), np.int64)
             kern.k_label_flags[(nt, m), tpb, stream](d, lam, l1, is32, ti, vpos, vcum, tf, vlab)
-            kern.k_scan_fields[(1, m), tpb, stream](tf, LCNT, LBASE)
+            kern.k_scan_fields[(1, m), scan_threads, stream](tf, LCNT, LBASE)
         else:
             vlab = lab_c = perm_c  # any int64 rows: k_expand touches them only with want_labels
         kern.k_expand[(_grid(d, tpb), m), tpb, stream](

@@ -482,8 +482,8 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
 
     @cuda.jit
     def k_scan_fields(tf, src, dst):
-        """Exclusive float64 scan of ``tf[r, src]`` into ``tf[r, dst]`` (grid = (1, n_rows), TPB threads)."""
-        part = cuda.shared.array(TPB, float64)
+        """Exclusive float64 scan of ``tf[r, src]`` into ``tf[r, dst]`` (grid = (1, n_rows), <= 1024 threads)."""
+        part = cuda.shared.array(1024, float64)
         r = cuda.blockIdx.y
         row_exclusive_scan(tf[r, src], tf[r, dst], part)
 
