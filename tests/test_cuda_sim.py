@@ -7,6 +7,7 @@ and block boundaries, and the sort runs on the host through the test-only provid
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -181,6 +182,66 @@ def test_solver_uses_the_callers_provider(tiny, monkeypatch):
         np.testing.assert_allclose(x, wsprox.prox(w, 0.3, backend="numba"), atol=1e-12)
         assert [name for name, _ in seen] == ["to_rows", "sort_rows"]
         assert seen[0][1] is seen[1][1]
+
+
+@sim_only
+def test_device_scope():
+    """The input's device (or numba's) is made current in its library; numba on another device is refused."""
+    from wsprox.solvers import cuda_backend
+
+    entered = []
+
+    def library_device(index):
+        entered.append(index)
+        return contextlib.nullcontext()
+
+    for index in (None, 0):
+        with cuda_backend.device_scope(index, library_device):
+            pass
+    assert entered == [0, 0]
+    with pytest.raises(
+        ValueError, match=r"CUDA device 1, but numba's current device .* is 0 even with device 1 made current"
+    ):
+        with cuda_backend.device_scope(1, library_device):
+            raise AssertionError("not reached")
+    assert entered == [0, 0, 1]  # the input's device is made current first (numba follows the current context)
+
+
+@sim_only
+def test_call_runs_inside_the_providers_device_scope(tiny, monkeypatch):
+    """prox_device sorts, solves and converts inside the provider's on_device context, and leaves it on errors."""
+    from numba import cuda
+
+    log = []
+
+    class OnDevice(tiny.HostSortProvider):
+        @contextlib.contextmanager
+        def on_device(self, like):
+            log.append("enter")
+            try:
+                yield
+            finally:
+                log.append("exit")
+
+        def sort_rows(self, *args):
+            log.append("sort_rows")
+            return super().sort_rows(*args)
+
+        def from_rows(self, *args):
+            log.append("from_rows")
+            return super().from_rows(*args)
+
+    monkeypatch.setattr(tiny, "SORT_PROVIDER", OnDevice())
+    w = np.random.default_rng(3).standard_normal(11)
+    x = wsprox.prox(cuda.to_device(w), 0.2).copy_to_host()
+    np.testing.assert_allclose(x, wsprox.prox(w, 0.2, backend="numba"), atol=1e-12)
+    assert log == ["enter", "sort_rows", "from_rows", "exit"]
+    log.clear()
+    bad = w.copy()
+    bad[4] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        wsprox.prox(cuda.to_device(bad), 0.2)
+    assert log == ["enter", "exit"]
 
 
 @sim_only

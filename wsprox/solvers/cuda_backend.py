@@ -26,11 +26,13 @@ Tunables (module constants read at every call, so tests can patch them):
     Threads per block of every launch.
 ``FUSED_LEVEL_PAIRS``, ``FUSED_LEVEL_THREADS``
     Bridge levels with at most that many merging pairs run in one launch of one block
-    per row (that many threads, at most 1024), instead of two launches per level.
+    per row (that many threads), instead of two launches per level. At most 1024 threads,
+    and the block's registers must fit: ``k_levels`` uses 72 per thread on sm_90 (ptxas),
+    so at most 896 threads there.
 ``SCAN_THREADS``
     Threads of the block per row that scans per-tile values (tile totals of rows with
     more than ``2 * FUSED_LEVEL_PAIRS`` tiles, cluster-id counts): at most 1024, fewer
-    for short rows (at least 32, at most one per tile).
+    for short rows: ``min(SCAN_THREADS, max(32, n_tiles))``.
 ``UNSORT``
     How the values return to the original order: ``"direct"`` (one scatter through the
     sort permutation, fused into the expansion), ``"partitioned"`` (values written in
@@ -52,11 +54,16 @@ Device sort: numba has no device-wide sort, so the segmented row sort comes from
 (``cupy.sort``/``cupy.argsort``, CUB) or torch (``torch.sort``), which also do the
 reshaping of device inputs (``axis``) and dtype conversions. Device inputs (anything with
 ``__cuda_array_interface__``) are used zero-copy and the result has the input's kind;
-kernels run on the caller's stream (torch's or CuPy's current stream).
+kernels run on the caller's stream (torch's or CuPy's current stream). The input's device
+is made current in torch or CuPy for the call, so kernels (numba uses the thread's current
+CUDA context), work arrays and the stream are all on it; if numba still sees another
+device, a ValueError names both (:func:`device_scope`): nothing runs or is copied across
+devices.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib.util
 import os
@@ -84,7 +91,7 @@ CHUNK = 8
 THREADS_PER_BLOCK = 128
 #: Bridge levels with at most this many pairs run together in one launch (one block per row).
 FUSED_LEVEL_PAIRS = 2048
-#: Threads of that block (registers: about 80 per thread, at most 65536 per block).
+#: Threads of that block (registers: 72 per thread on sm_90, at most 65536 per block).
 FUSED_LEVEL_THREADS = 512
 #: Threads of the one block per row that scans the per-tile values (at most 1024).
 SCAN_THREADS = 1024
@@ -179,6 +186,40 @@ def get_provider(like=None):
     raise ImportError(f"the 'cuda' backend needs a device sort: {_INSTALL}")
 
 
+@contextlib.contextmanager
+def device_scope(index, library_device):
+    """Context of a call on the input's device ``index`` (None: numba's current device).
+
+    numba launches kernels, wraps arrays and makes streams in the CUDA context current in
+    the calling thread (the driver's, which ``torch.cuda.device`` or ``cupy.cuda.Device``
+    set; device 0's primary context if none is). So the input's device is made current in
+    its library first (``library_device(i)``): kernels, work arrays and the current stream
+    are then all on the input's device. If numba still sees another device (another
+    context was pushed in this thread), the call is refused with a ValueError naming both
+    devices, never run across devices.
+    """
+    from numba import cuda
+
+    if index is None:
+        with library_device(_numba_device_id(cuda)):
+            yield
+        return
+    with library_device(int(index)):
+        current = _numba_device_id(cuda)
+        if int(index) != current:
+            raise ValueError(
+                f"w is on CUDA device {index}, but numba's current device in this thread is {current}"
+                f" even with device {index} made current: another CUDA context is current here"
+                f" (numba runs kernels in the current context; numba.cuda.select_device({index}) or"
+                " popping that context fixes it)"
+            )
+        yield
+
+
+def _numba_device_id(cuda):
+    return getattr(cuda.get_current_device(), "id", 0)  # the simulator's one device has no id: 0
+
+
 # ------------------------------------------------------------------------- providers
 class NumbaWork:
     """Work arrays from numba's allocator and the scans by ``k_scan`` (no provider at hand)."""
@@ -262,6 +303,12 @@ class _TorchProvider:
 
         self.torch = torch
 
+    def on_device(self, like):
+        """Context of a call: numba's device, which must be ``like``'s, current in torch."""
+        torch = self.torch
+        index = like.device.index if isinstance(like, torch.Tensor) and like.is_cuda else None
+        return device_scope(index, torch.cuda.device)
+
     def stream(self):
         from numba import cuda
 
@@ -318,6 +365,12 @@ class _CupyProvider:
         import cupy
 
         self.cupy = cupy
+
+    def on_device(self, like):
+        """Context of a call: numba's device, which must be ``like``'s, current in CuPy."""
+        cp = self.cupy
+        index = like.device.id if isinstance(like, cp.ndarray) else None
+        return device_scope(index, cp.cuda.Device)
 
     def stream(self):
         from numba import cuda
@@ -519,28 +572,42 @@ def _check_finite_device(rows_dev, moved_shape, axis, shape, stream):
     raise ValueError(nonfinite_message("w", c, idx))
 
 
-def current_provider():
-    """The provider of the :func:`prox_device` call in progress (its input's library), else the default one."""
+def solve_sorted(w, run_sorted):
+    """The registry entries' common part: sort the rows of ``w``, then ``run_sorted``.
+
+    ``w`` is 2-D, numpy (copied to the device and the results back) or a numba device
+    array. The provider is the one of the :func:`prox_device` call in progress (its input's
+    library, stream and device), else the default one on numba's current device.
+    ``run_sorted(xs, perm, stream, provider)`` returns numba device arrays ``(out, labels)``
+    (labels may be None).
+    """
+    from numba import cuda
+
     provider = _CALL_PROVIDER.get()
-    return get_provider() if provider is None else provider
+    scope = contextlib.nullcontext()
+    if provider is None:
+        provider = get_provider()
+        on_device = getattr(provider, "on_device", None)
+        if on_device is not None:
+            scope = on_device(None)
+    with scope:
+        stream = provider.stream()
+        host = isinstance(w, np.ndarray)
+        rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w
+        xs, perm = provider.sort_rows(rows, stream)
+        out, labels = run_sorted(xs, perm, stream, provider)
+        if host:
+            x = out.copy_to_host(stream=stream)
+            lab = labels.copy_to_host(stream=stream) if labels is not None else None
+            stream.synchronize()
+            return x, lab
+        return out, labels
 
 
 def solve(w, lam, l1, return_clusters):
     """Registry entry: solve every row of the 2-D ``w`` (numpy, or a numba device array)."""
-    from numba import cuda
-
-    provider = current_provider()
-    stream = provider.stream()
-    host = isinstance(w, np.ndarray)
-    rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w
-    xs, perm = provider.sort_rows(rows, stream)
-    out, labels = run_rows(xs, perm, float(lam), float(l1), bool(return_clusters), stream, work=provider)
-    if host:
-        x = out.copy_to_host(stream=stream)
-        lab = labels.copy_to_host(stream=stream) if labels is not None else None
-        stream.synchronize()
-        return x, lab
-    return out, labels
+    lam, l1, want = float(lam), float(l1), bool(return_clusters)
+    return solve_sorted(w, lambda xs, perm, stream, provider: run_rows(xs, perm, lam, l1, want, stream, work=provider))
 
 
 def prox_device(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters=False):
@@ -573,6 +640,15 @@ def prox_device(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_c
     if compute_dtype.name not in solver.dtypes:
         compute_dtype = np.dtype(solver.dtypes[-1])
     provider = get_provider(w)
+    on_device = getattr(provider, "on_device", None)
+    with on_device(w) if on_device is not None else contextlib.nullcontext():
+        return _prox_on_provider(
+            provider, solver, w, lam, l1, ax, shape, compute_dtype, out_dtype, out, return_clusters
+        )
+
+
+def _prox_on_provider(provider, solver, w, lam, l1, ax, shape, compute_dtype, out_dtype, out, return_clusters):
+    """The body of :func:`prox_device` once the provider and the device are chosen."""
     stream = provider.stream()
     rows, moved_shape = provider.to_rows(w, ax, compute_dtype)
     n, d = rows.shape

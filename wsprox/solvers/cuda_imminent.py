@@ -200,17 +200,12 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
 
 def solve(w, lam, l1, return_clusters, *, max_rounds=None):
     """Registry entry: every row of the 2-D ``w`` (numpy, or a numba device array)."""
-    from .cuda_backend import current_provider
+    from .cuda_backend import solve_sorted
 
-    provider = current_provider()
-    stream = provider.stream()
-    host = isinstance(w, np.ndarray)
-    rows = cuda.to_device(np.ascontiguousarray(w), stream=stream) if host else w
-    xs, perm = provider.sort_rows(rows, stream)
-    out, labels, _ = run_rows(xs, perm, float(lam), float(l1), bool(return_clusters), stream, max_rounds=max_rounds)
-    if host:
-        x = out.copy_to_host(stream=stream)
-        lab = labels.copy_to_host(stream=stream) if labels is not None else None
-        stream.synchronize()
-        return x, lab
-    return out, labels
+    lam, l1, want = float(lam), float(l1), bool(return_clusters)
+
+    def run_sorted(xs, perm, stream, provider):
+        out, labels, _ = run_rows(xs, perm, lam, l1, want, stream, max_rounds=max_rounds)
+        return out, labels
+
+    return solve_sorted(w, run_sorted)
