@@ -245,6 +245,26 @@ def test_call_runs_inside_the_providers_device_scope(tiny, monkeypatch):
 
 
 @sim_only
+def test_finite_check_allocates_from_the_provider(tiny, monkeypatch):
+    """The finite check's status words come from the provider's pool, as the work arrays do."""
+    from numba import cuda
+
+    shapes = []
+
+    class Recording(tiny.HostSortProvider):
+        def empty(self, shape, dtype):
+            shapes.append((shape, np.dtype(dtype)))
+            return super().empty(shape, dtype)
+
+    monkeypatch.setattr(tiny, "SORT_PROVIDER", Recording())
+    w = np.arange(7.0)
+    w[5] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        wsprox.prox(cuda.to_device(w), 0.5)
+    assert shapes == [(2, np.dtype(np.int64))]
+
+
+@sim_only
 def test_provider_without_work_methods(tiny, monkeypatch):
     """A sort provider with only the sorting methods gets numba's allocator and k_scan (NumbaWork)."""
     host = tiny.HostSortProvider()

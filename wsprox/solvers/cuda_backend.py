@@ -494,8 +494,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
             f"TILE={tile}, CHUNK={chunk} needs {threads} threads and {shared} bytes"
             f" of shared memory per block (at most 1024 and {_MAX_STATIC_SHARED})"
         )
-    if work is None or not (hasattr(work, "empty") and hasattr(work, "exclusive_cumsum")):
-        work = NumbaWork()
+    work = _work_of(work)
     n, d = xs.shape
     partitioned = _use_partitioned_unsort(d)
     kern = get_kernels(tile, chunk, tpb)
@@ -549,15 +548,24 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     return out, labels
 
 
-def _check_finite_device(rows_dev, moved_shape, axis, shape, stream):
-    """Raise the API's ValueError for non-finite entries, counted on the device."""
-    from numba import cuda
+def _work_of(provider):
+    """``provider`` if it allocates and scans (``empty``, ``exclusive_cumsum``), else :class:`NumbaWork`."""
+    if provider is not None and hasattr(provider, "empty") and hasattr(provider, "exclusive_cumsum"):
+        return provider
+    return NumbaWork()
 
+
+def _check_finite_device(rows_dev, moved_shape, axis, shape, stream, work):
+    """Raise the API's ValueError for non-finite entries, counted on the device.
+
+    The two status words come from ``work``'s pool (no ``cudaMalloc``/``cudaFree`` per call).
+    """
     from .cuda_kernels import k_nonfinite
 
     if rows_dev.dtype.kind != "f" or rows_dev.size == 0:
         return
-    status = cuda.to_device(np.array([0, np.iinfo(np.int64).max], np.int64), stream=stream)
+    status = work.empty(2, np.int64)
+    status.copy_to_device(np.array([0, np.iinfo(np.int64).max], np.int64), stream=stream)
     tpb = int(THREADS_PER_BLOCK)
     k_nonfinite[_grid(rows_dev.size, tpb), tpb, stream](rows_dev, status)
     host = status.copy_to_host(stream=stream)  # one transfer each way; the only host sync before the result
@@ -654,7 +662,7 @@ def _prox_on_provider(provider, solver, w, lam, l1, ax, shape, compute_dtype, ou
     n, d = rows.shape
     if solver.max_size is not None and d > solver.max_size:
         raise ValueError(f"w: problem size d={d} is too large for backend {solver.name!r} (at most {solver.max_size})")
-    _check_finite_device(rows, moved_shape, ax, shape, stream)
+    _check_finite_device(rows, moved_shape, ax, shape, stream, _work_of(provider))
     if n == 0 or d == 0:
         from numba import cuda
 
