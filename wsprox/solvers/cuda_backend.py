@@ -8,9 +8,10 @@ bridge/update launch pair per level, and one launch for the remaining levels (wh
 does the scan when it runs them all); two more launches for cluster ids; one expansion
 launch (three more and a scan for the partitioned unsort). A row of up to
 ``2 * TILE * FUSED_LEVEL_PAIRS`` elements (4.2e6 by default) without cluster ids takes
-three launches after the sort (tiles, levels, expansion), a row of one tile two. Every launch passes few
-arrays: the per-tile state is packed into two arrays (see :mod:`.cuda_kernels`), because
-numba's host cost per launch grows with every array argument.
+three launches after the sort (tiles, levels, expansion), a row of one tile two. Every
+launch passes few arrays: the per-tile state is packed into two arrays (see
+:mod:`.cuda_kernels`), because numba's host cost per launch grows with every array
+argument.
 
 Tunables (module constants read at every call, so tests can patch them):
 
@@ -220,6 +221,12 @@ def _numba_device_id(cuda):
     return getattr(cuda.get_current_device(), "id", 0)  # the simulator's one device has no id: 0
 
 
+def _device_context(provider, like):
+    """``provider.on_device(like)`` (see :func:`device_scope`); a no-op for providers without one."""
+    on_device = getattr(provider, "on_device", None)
+    return on_device(like) if on_device is not None else contextlib.nullcontext()
+
+
 # ------------------------------------------------------------------------- providers
 class NumbaWork:
     """Work arrays from numba's allocator and the scans by ``k_scan`` (no provider at hand)."""
@@ -304,7 +311,7 @@ class _TorchProvider:
         self.torch = torch
 
     def on_device(self, like):
-        """Context of a call: numba's device, which must be ``like``'s, current in torch."""
+        """Context of a call: ``like``'s device (numba's if ``like`` is no CUDA tensor) current in torch."""
         torch = self.torch
         index = like.device.index if isinstance(like, torch.Tensor) and like.is_cuda else None
         return device_scope(index, torch.cuda.device)
@@ -367,7 +374,7 @@ class _CupyProvider:
         self.cupy = cupy
 
     def on_device(self, like):
-        """Context of a call: numba's device, which must be ``like``'s, current in CuPy."""
+        """Context of a call: ``like``'s device (numba's if ``like`` is no CuPy array) current in CuPy."""
         cp = self.cupy
         index = like.device.id if isinstance(like, cp.ndarray) else None
         return device_scope(index, cp.cuda.Device)
@@ -592,12 +599,10 @@ def solve_sorted(w, run_sorted):
     from numba import cuda
 
     provider = _CALL_PROVIDER.get()
-    scope = contextlib.nullcontext()
+    scope = contextlib.nullcontext()  # inside prox_device: its provider is on the input's device already
     if provider is None:
         provider = get_provider()
-        on_device = getattr(provider, "on_device", None)
-        if on_device is not None:
-            scope = on_device(None)
+        scope = _device_context(provider, None)
     with scope:
         stream = provider.stream()
         host = isinstance(w, np.ndarray)
@@ -648,8 +653,7 @@ def prox_device(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_c
     if compute_dtype.name not in solver.dtypes:
         compute_dtype = np.dtype(solver.dtypes[-1])
     provider = get_provider(w)
-    on_device = getattr(provider, "on_device", None)
-    with on_device(w) if on_device is not None else contextlib.nullcontext():
+    with _device_context(provider, w):
         return _prox_on_provider(
             provider, solver, w, lam, l1, ax, shape, compute_dtype, out_dtype, out, return_clusters
         )
