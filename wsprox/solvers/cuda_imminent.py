@@ -145,27 +145,33 @@ def _kernels(tpb):
     )
 
 
-def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads_per_block=None):
+def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads_per_block=None, work=None):
     """Imminent collisions on sorted rows; returns numba device arrays ``(out, labels or None, rounds)``.
+
+    ``work`` allocates the work arrays (the sort provider, so its memory pool; default
+    numba's allocator), as in :func:`wsprox.solvers.cuda_backend.run_rows`.
 
     Raises
     ------
     TimeoutError
         If ``max_rounds`` rounds were not enough.
     """
+    from .cuda_backend import _work_of
+
     tpb = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
     kern = _kernels(tpb)
+    work = _work_of(work)
     n, d = xs.shape
     grid = (max(1, -(-d // tpb)), n)
-    bstart = cuda.device_array((n, d + 1), np.int64, stream=stream)
-    bsum = cuda.device_array((n, d), np.float64, stream=stream)
-    nstart = cuda.device_array((n, d + 1), np.int64, stream=stream)
-    nsum = cuda.device_array((n, d), np.float64, stream=stream)
-    nblk = cuda.device_array(n, np.int64, stream=stream)
-    nnew = cuda.device_array(n, np.int64, stream=stream)
-    head = cuda.device_array((n, d), np.float64, stream=stream)
-    idx = cuda.device_array((n, d), np.float64, stream=stream)
-    changed = cuda.device_array(1, np.int64, stream=stream)
+    bstart = work.empty((n, d + 1), np.int64)
+    bsum = work.empty((n, d), np.float64)
+    nstart = work.empty((n, d + 1), np.int64)
+    nsum = work.empty((n, d), np.float64)
+    nblk = work.empty(n, np.int64)
+    nnew = work.empty(n, np.int64)
+    head = work.empty((n, d), np.float64)
+    idx = work.empty((n, d), np.float64)
+    changed = work.empty(1, np.int64)
     kern.k_init[grid, tpb, stream](xs, bstart, bsum, nblk)
     rounds = 0
     while True:
@@ -181,17 +187,17 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
         bstart, nstart = nstart, bstart
         bsum, nsum = nsum, bsum
         nblk, nnew = nnew, nblk
-    out = cuda.device_array((n, d), xs.dtype, stream=stream)
-    vals = cuda.device_array((n, d), np.float64, stream=stream)
-    flag = cuda.device_array((n, d), np.float64, stream=stream)
+    out = work.empty((n, d), xs.dtype)
+    vals = work.empty((n, d), np.float64)
+    flag = work.empty((n, d), np.float64)
     is32 = xs.dtype == np.float32
     kern.k_values[grid, tpb, stream](
         xs, perm, float(lam), float(l1), is32, bstart, bsum, nblk, out, want_labels, flag, vals
     )
     labels = None
     if want_labels:
-        lscan = cuda.device_array((n, d), np.float64, stream=stream)
-        labels = cuda.device_array((n, d), np.int64, stream=stream)
+        lscan = work.empty((n, d), np.float64)
+        labels = work.empty((n, d), np.int64)
         kern.k_flags[grid, tpb, stream](vals, nblk, flag)
         kern.k_scan[n, tpb, stream](flag, lscan)
         kern.k_labels[grid, tpb, stream](perm, bstart, nblk, flag, lscan, labels)
@@ -205,7 +211,7 @@ def solve(w, lam, l1, return_clusters, *, max_rounds=None):
     lam, l1, want = float(lam), float(l1), bool(return_clusters)
 
     def run_sorted(xs, perm, stream, provider):
-        out, labels, _ = run_rows(xs, perm, lam, l1, want, stream, max_rounds=max_rounds)
+        out, labels, _ = run_rows(xs, perm, lam, l1, want, stream, max_rounds=max_rounds, work=provider)
         return out, labels
 
     return solve_sorted(w, run_sorted)
