@@ -10,17 +10,20 @@ import io
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import textwrap
+import time
+import zlib
 
 import numpy as np
 import pytest
 
 import wsprox
 from wsprox import _baselines, _compare, cli
-from wsprox._families import DEFAULT_FAMILIES, FAMILIES, make_input
+from wsprox._families import DEFAULT_FAMILIES, FAMILIES, family_seed, make_input
 
 HAVE_CVXPY = wsprox.backends()["cvxpy"].available
 EXTERNALS_INSTALLED = [name for name, b in _baselines.BASELINES.items() if b.availability()[0]]
@@ -89,6 +92,9 @@ def test_sizes_accept_comma_lists_and_scientific_notation():
         ["compare", "--dtype", "float16"],
         ["compare", "--backends", "no-such-backend"],
         ["compare", "--import", "no_such_module_for_wsprox_tests"],
+        ["compare", "--seed", "-1"],
+        ["compare", "--seed", "1.5"],
+        ["compare", "--warmup-allowance", "-1"],
     ],
 )
 def test_bad_arguments_exit_2(argv, capsys):
@@ -96,6 +102,57 @@ def test_bad_arguments_exit_2(argv, capsys):
         cli.main(argv)
     assert exc.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def _parser_error(argv, capsys):
+    """The error message of ``wsprox ARGV``, which must exit with status 2 before running anything."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "wsprox 0" not in captured.out  # the run did not start
+    return " ".join(captured.err.split())
+
+
+def test_seed_must_be_non_negative(capsys):
+    assert "--seed: must be a non-negative integer, got -1" in _parser_error(["compare", "--seed", "-1"], capsys)
+    args = cli.build_parser().parse_args(["compare", "--seed", "7"])
+    assert args.seed == 7
+    with pytest.raises(ValueError, match="non-negative integer"):
+        family_seed("gauss", -1)
+
+
+def test_output_paths_checked_before_the_run(tmp_path, capsys):
+    base = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss"]
+    missing = tmp_path / "no-such-dir" / "x.json"
+    err = _parser_error([*base, "--json", str(missing)], capsys)
+    assert f"--json {missing}: the directory {missing.parent} does not exist" in err
+    assert f"--json {tmp_path}: is a directory" in _parser_error([*base, "--json", str(tmp_path)], capsys)
+    assert f"--plot {tmp_path}: is a directory" in _parser_error([*base, "--plot", str(tmp_path)], capsys)
+    same = str(tmp_path / "x.png")
+    assert "name the same file" in _parser_error([*base, "--json", same, "--plot", same], capsys)
+    assert not missing.parent.exists() and not os.path.exists(same)
+
+
+def test_plot_format_from_extension(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    base = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss"]
+    for name in ("out.xyz", "out"):
+        err = _parser_error([*base, "--plot", str(tmp_path / name)], capsys)
+        assert "the format is chosen by it" in err and ".png" in err and ".svg" in err, err
+    assert _compare.plot_format("a/b.SVG") == "svg" and _compare.plot_format("x.pdf") == "pdf"
+    assert not list(tmp_path.iterdir())
+
+
+def test_sizes_above_every_limit_refused(capsys):
+    err = _parser_error(["compare", "--sizes", "100,1e20", "--families", "gauss", "--backends", "numba"], capsys)
+    assert "size 100000000000000000000 is above the size limit of every selected solver (numba 2^32 - 1)" in err
+    if HAVE_CVXPY:
+        err = _parser_error(["compare", "--sizes", "2000", "--backends", "cvxpy"], capsys)
+        assert "size 2000 is above the size limit of every selected solver (cvxpy 1000)" in err
+    if "scipy" in EXTERNALS_INSTALLED:  # no size limit, but the input alone cannot fit in memory
+        err = _parser_error(["compare", "--sizes", "1e20", "--backends", "scipy"], capsys)
+        assert "size 100000000000000000000: its float64 input alone needs" in err and "of memory" in err
 
 
 def test_families():
@@ -126,14 +183,23 @@ def small_run(tmp_path_factory):
     if importlib.util.find_spec("matplotlib") is not None:
         argv += ["--plot", str(png_path)]
     status, out = _run(argv)
-    record = json.loads(json_path.read_text())
+    record = _strict_json(json_path)
     return status, out, record, png_path
+
+
+def _strict_json(path):
+    """The JSON in ``path``, refusing NaN and infinities (which strict JSON does not have)."""
+
+    def refuse(token):
+        raise ValueError(f"not valid JSON: {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
 
 
 def test_small_run_table(small_run):
     status, out, record, _ = small_run
     assert status == 0, out
-    assert "compile time is excluded" in out
+    assert "compile and calibration time is excluded" in out
     header, rows = _table(out)
     assert header == list(_compare.TABLE_HEADER)
     seen = {(r["backend"], r["family"], int(r["d"])) for r in rows}
@@ -172,26 +238,34 @@ def test_small_run_table(small_run):
 
 def test_small_run_json(small_run):
     _, _, record, _ = small_run
-    assert record["schema"] == "wsprox-compare/1"
-    assert record["exit_status"] == 0
+    assert record["schema"] == "wsprox-compare/2"
+    assert record["exit_status"] == 0 and record["interrupted"] is False
     settings = record["settings"]
     assert settings["sizes"] == [50, 300] and settings["families"] == ["gauss", "adversarial", "reversed"]
     assert settings["dtype"] == "float64" and settings["repeat"] == 2 and settings["lam"] == cli.DEFAULT_LAM
+    assert settings["seed"] == 0 and settings["warmup_allowance_s"] == _compare.WARMUP_ALLOWANCE
     machine = record["machine"]
     assert {"cpu", "cores", "platform", "versions", "gpu"} <= set(machine)
     assert machine["versions"]["numpy"] == np.__version__ and machine["versions"]["numba"]
     keys = {
-        "backend", "label", "kind", "device", "family", "d", "dtype", "status", "runs", "times_s", "median_s",
-        "floor_s", "ratio_to_sort", "max_abs_diff", "reference", "certificate", "certificate_violation",
-        "clusters", "reference_clusters", "error", "note",
+        "backend", "label", "kind", "device", "family", "d", "dtype", "seed", "status", "runs", "times_s",
+        "warmup_s", "median_s", "floor_s", "ratio_to_sort", "max_abs_diff", "reference", "certificate",
+        "certificate_violation", "clusters", "reference_clusters", "error", "note",
     }  # fmt: skip
     kinds = {r["name"]: r["kind"] for r in record["runners"]}
     assert kinds["sort-cpu"] == "floor" and kinds["numba"] == "backend"
+    warm = {r["name"]: r["warm_each_case"] for r in record["runners"]}
+    assert warm["numba"] is True and warm["sort-cpu"] is False
+    for name in ["cvxpy", *EXTERNALS_INSTALLED]:
+        if name in warm:
+            assert warm[name] is False, name
     for name in EXTERNALS_INSTALLED:
         assert kinds[name] == "external"
     for r in record["results"]:
         assert set(r) == keys
         assert r["status"] == "ok" and 1 <= r["runs"] == len(r["times_s"]) <= 2
+        assert r["seed"] == family_seed(r["family"], 0)
+        assert (r["warmup_s"] is not None) == warm[r["backend"]]
         assert r["median_s"] == pytest.approx(statistics.median(r["times_s"]))
         assert r["ratio_to_sort"] == pytest.approx(r["median_s"] / r["floor_s"])
         if r["kind"] == "floor":
@@ -224,17 +298,35 @@ def test_float32_run():
 
 _PLUGIN = '''
 """Toy backends for tests/test_cli.py, registered when imported (``wsprox compare --import``)."""
+import os
 import time
 
 import numpy as np
 
 import wsprox
 
+_seen = set()  # sizes called before, in this process
+
+
+def _numba(w, lam):
+    return wsprox.prox(w, lam, axis=1, return_clusters=True, backend="numba")  # (x, labels)
+
 
 def _slow(w, lam, l1, return_clusters):
-    if w.shape[1] >= 1000:  # the warm-up (d = 64) and small cases stay fast
+    d = w.shape[1]
+    first = d not in _seen
+    _seen.add(d)
+    if d >= 1000 and not first:  # the untimed call on a case's input is fast, the timed ones sleep
         time.sleep(60)
-    return wsprox.prox(w, lam, axis=1, return_clusters=True, backend="numba")  # (x, labels)
+    return _numba(w, lam)
+
+
+def _cold(w, lam, l1, return_clusters):  # like a JIT: slow on the first call at each size
+    d = w.shape[1]
+    if d not in _seen:
+        _seen.add(d)
+        time.sleep(float(os.environ.get("WSPROX_TEST_COLD_S", "0.6")))
+    return _numba(w, lam)
 
 
 def _wrong(w, lam, l1, return_clusters):  # the mean: wrong unless lam is huge
@@ -245,21 +337,50 @@ def _broken(w, lam, l1, return_clusters):
     raise RuntimeError("boom")
 
 
-wsprox.register_backend("slow_toy", _slow, description="numba, but sleeps at d >= 1000", replace=True)
-wsprox.register_backend("wrong_toy", _wrong, description="returns the mean", replace=True)
-wsprox.register_backend("broken_toy", _broken, description="always raises", replace=True)
+def _nan(w, lam, l1, return_clusters):
+    x, labels = _numba(w, lam)
+    x[0, 0] = np.nan
+    return x, labels
+
+
+def _hang(w, lam, l1, return_clusters):  # at d >= 1000: says so in a file, then hangs
+    if w.shape[1] >= 1000:
+        with open(os.environ["WSPROX_TEST_HANG_FILE"], "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+    return _numba(w, lam)
+
+
+def _sabotage(w, lam, l1, return_clusters):  # makes a directory where the JSON is to be written
+    path = os.environ.get("WSPROX_TEST_SABOTAGE")
+    if path and w.shape[1] >= 100 and not os.path.exists(path):
+        os.mkdir(path)
+    return _numba(w, lam)
+
+
+for name, solve, text in [
+    ("slow_toy", _slow, "numba, but sleeps at d >= 1000 except on the first call"),
+    ("cold_toy", _cold, "numba, but the first call at each size is slow"),
+    ("wrong_toy", _wrong, "returns the mean"),
+    ("broken_toy", _broken, "always raises"),
+    ("nan_toy", _nan, "numba with a NaN"),
+    ("hang_toy", _hang, "hangs at d >= 1000"),
+    ("sabotage_toy", _sabotage, "numba, and blocks the JSON path"),
+]:
+    wsprox.register_backend(name, solve, description=text, replace=True)
 '''
+_TOYS = ("slow_toy", "cold_toy", "wrong_toy", "broken_toy", "nan_toy", "hang_toy", "sabotage_toy")
+_PLUGIN_NAME = "wsprox_cli_test_plugin"
 
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """An importable module registering toy backends (on sys.path, which spawned workers inherit)."""
-    name = "wsprox_cli_test_plugin"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(_PLUGIN))
+    (tmp_path / f"{_PLUGIN_NAME}.py").write_text(textwrap.dedent(_PLUGIN))
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
-    for backend in ("slow_toy", "wrong_toy", "broken_toy"):
+    yield _PLUGIN_NAME
+    sys.modules.pop(_PLUGIN_NAME, None)
+    for backend in _TOYS:
         if backend in wsprox.backends():
             wsprox.unregister_backend(backend)
 
@@ -273,13 +394,44 @@ def test_timeout_kills_and_reports(plugin, tmp_path):
     _, rows = _table(out)
     slow = {int(r["d"]): r for r in rows if r["backend"] == "slow_toy"}
     assert slow[100]["certificate"] == "ok"
-    for d in (1000, 2000):
-        assert slow[d]["median"] == "> 1 s" and slow[d]["certificate"] == "timeout"
+    assert slow[1000]["median"] == "> 1 s" and slow[1000]["certificate"] == "timeout"
+    # not run after the timeout at d=1000: shown as such, not as a measured timeout
+    assert slow[2000]["median"] == "-" and slow[2000]["certificate"] == "not run (timed out at d=1000)"
     assert all(r["certificate"] == "ok" for r in rows if r["backend"] == "numba")
-    assert "timeouts (> 1 s, not failures): slow_toy gauss d=1000, slow_toy gauss d=2000" in out
-    record = json.loads(json_path.read_text())
-    notes = {r["d"]: r["note"] for r in record["results"] if r["backend"] == "slow_toy"}
-    assert notes == {100: None, 1000: None, 2000: "not run: timed out at d=1000"}
+    assert "timeouts (> 1 s, not failures): slow_toy gauss d=1000\n" in out
+    assert "not run after a timeout at a smaller size: slow_toy gauss d=2000\n" in out
+    assert "no registered backend failed; 1 timed out, 1 not run after a timeout" in out
+    record = _strict_json(json_path)
+    mine = {r["d"]: r for r in record["results"] if r["backend"] == "slow_toy"}
+    assert {d: r["status"] for d, r in mine.items()} == {100: "ok", 1000: "timeout", 2000: "skipped"}
+    assert {d: r["note"] for d, r in mine.items()} == {100: None, 1000: None, 2000: "not run: timed out at d=1000"}
+    assert mine[2000]["runs"] == 0 and mine[2000]["median_s"] is None
+
+
+def test_first_call_at_a_size_is_not_timed(plugin, tmp_path, monkeypatch):
+    # cold_toy sleeps 0.6 s on its first call at each size, like a JIT compiling or a
+    # calibration; it must not be timed (before, it made every case a timeout here)
+    monkeypatch.setenv("WSPROX_TEST_COLD_S", "0.6")
+    json_path = tmp_path / "c.json"
+    argv = ["compare", "--import", plugin, "--backends", "cold_toy", "--sizes", "100,200", "--families", "gauss"]
+    argv += ["--repeat", "1", "--timeout", "0.4", "--json", str(json_path)]
+    status, out = _run(argv)
+    assert status == 0, out
+    record = _strict_json(json_path)
+    cold = [r for r in record["results"] if r["backend"] == "cold_toy"]
+    assert [r["d"] for r in cold] == [100, 200]
+    for r in cold:
+        assert r["status"] == "ok" and r["certificate"] == "ok", r
+        assert r["times_s"][0] < 0.3 and r["warmup_s"] >= 0.6, r  # the sleep is in the untimed call
+    assert "timeouts" not in out
+
+    # the untimed call is limited to --timeout + --warmup-allowance (here 0.4 s < 0.6 s)
+    status, out = _run([*argv, "--warmup-allowance", "0"])
+    record = _strict_json(json_path)
+    cold = {r["d"]: r for r in record["results"] if r["backend"] == "cold_toy"}
+    assert cold[100]["status"] == "timeout" and cold[200]["status"] == "skipped"
+    assert cold[100]["note"] == "the untimed warm-up call on this input took more than 0.4 s"
+    assert status == 1 and "FAILED: no result was checked" in out  # nothing but timeouts
 
 
 def test_failures_give_exit_status_1(plugin):
@@ -291,6 +443,152 @@ def test_failures_give_exit_status_1(plugin):
     assert cert == {"np.argsort (floor)": "-", "wrong_toy": "FAIL", "broken_toy": "ERROR", "numba": "ok"}
     assert "FAIL: wrong_toy on gauss d=20: optimality certificate violated" in out
     assert "ERROR: broken_toy on gauss d=20: warm-up failed: RuntimeError: boom" in out
+    assert "FAILED: 2 backend runs failed; 1 of 2 checked results passed" in out
+
+
+def test_non_finite_result_gives_valid_json(plugin, tmp_path):
+    json_path, svg_path = tmp_path / "n.json", tmp_path / "n.svg"
+    argv = ["compare", "--import", plugin, "--backends", "nan_toy,numba", "--sizes", "100", "--families", "gauss"]
+    argv += ["--repeat", "1", "--json", str(json_path)]
+    have_mpl = importlib.util.find_spec("matplotlib") is not None
+    if have_mpl:
+        argv += ["--plot", str(svg_path)]
+    status, out = _run(argv)
+    assert status == 1, out
+    assert "FAIL: nan_toy on gauss d=100: certify raised ValueError: x must be finite" in out
+    assert "x tolerance" not in out  # no made-up violation
+    record = _strict_json(json_path)  # valid JSON: no NaN
+    nan = next(r for r in record["results"] if r["backend"] == "nan_toy")
+    assert nan["certificate"] == "FAIL" and nan["certificate_violation"] is None
+    assert nan["max_abs_diff"] is None  # NaN in the result: null, not NaN
+    assert nan["error"].startswith("certify raised ValueError")
+    if have_mpl:  # the format follows the extension
+        assert f"wrote {svg_path}" in out
+        text = svg_path.read_text()
+        assert text.startswith("<?xml") and "<svg" in text
+
+
+def test_family_input_independent_of_order(tmp_path):
+    seeds, clusters = {}, {}
+    for families in ("gauss", "sorted,gauss", "clustered,binary,gauss"):
+        json_path = tmp_path / "f.json"
+        argv = ["compare", "--backends", "numba", "--sizes", "300", "--families", families, "--repeat", "1"]
+        status, out = _run([*argv, "--json", str(json_path)])
+        assert status == 0, out
+        results = _strict_json(json_path)["results"]
+        gauss = next(r for r in results if r["backend"] == "numba" and r["family"] == "gauss")
+        seeds[families], clusters[families] = gauss["seed"], gauss["clusters"]
+    assert set(seeds.values()) == {family_seed("gauss", 0)}
+    w = make_input("gauss", 300, cli.DEFAULT_LAM, seed=family_seed("gauss", 0))  # the recorded seed reproduces it
+    assert set(clusters.values()) == {len(np.unique(wsprox.prox(w, cli.DEFAULT_LAM)))}
+    # stable (crc32 of the name, not Python's salted hash()) and distinct for distinct families and seeds
+    assert family_seed("gauss", 0) == zlib.crc32(b"gauss")
+    assert family_seed("gauss", 1) == 2**32 + zlib.crc32(b"gauss")
+    assert len({family_seed(f, s) for f in FAMILIES for s in (0, 1, 2)}) == 3 * len(FAMILIES)
+
+
+def test_output_write_failure_reported_without_losing_the_rest(plugin, tmp_path, monkeypatch):
+    # sabotage_toy makes a directory at the JSON path during the run (after the up-front check)
+    json_path, png_path = tmp_path / "s.json", tmp_path / "s.png"
+    monkeypatch.setenv("WSPROX_TEST_SABOTAGE", str(json_path))
+    argv = ["compare", "--import", plugin, "--backends", "sabotage_toy", "--sizes", "100", "--families", "gauss"]
+    argv += ["--repeat", "1", "--json", str(json_path)]
+    have_mpl = importlib.util.find_spec("matplotlib") is not None
+    if have_mpl:
+        argv += ["--plot", str(png_path)]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status, out = _run(argv)
+    assert status == 1, out
+    assert json_path.is_dir()
+    assert f"ERROR: could not write --json {json_path}: IsADirectoryError" in err.getvalue()
+    _, rows = _table(out)  # the table is there
+    assert {r["backend"]: r["certificate"] for r in rows}["sabotage_toy"] == "ok"
+    if have_mpl:  # and the plot
+        assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_exit_status_of_floor_errors_and_empty_runs():
+    settings = _compare.Settings(sizes=[100], families=["gauss"], runners=[])
+    floor = _compare.Runner("sort-cpu", "np.argsort (floor)", "floor", "cpu")
+    numba = _compare.Runner("numba", "numba", "backend", "cpu")
+
+    def status_of(results):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            status = cli._report(results, settings, 1.0, False, {})
+        return status, out.getvalue()
+
+    ok = _compare.Result(numba, "gauss", 100, "float64", times=[1e-3], certificate="ok", violation=0.0)
+    broken_floor = _compare.Result(floor, "gauss", 100, "float64", status="error", error="MemoryError: too big")
+    status, out = status_of([ok])
+    assert status == 0 and "1 of 1 checked results passed the optimality certificate" in out
+    status, out = status_of([broken_floor, ok])
+    assert status == 1 and "ERROR: np.argsort (floor) on gauss d=100: MemoryError: too big" in out
+    assert "FAILED: 0 backend runs and 1 floor (sort) runs failed" in out
+    for results in ([_compare.Result(numba, "gauss", 100, "float64", status="timeout")], []):
+        status, out = status_of(results)
+        assert status == 1 and "FAILED: no result was checked" in out and "no registered backend failed" not in out
+
+
+def test_timeout_on_everything_is_not_a_pass():
+    argv = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss", "--timeout", "1e-6"]
+    status, out = _run(argv)
+    assert status == 1, out
+    assert "FAILED: no result was checked" in out and "no registered backend failed" not in out
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie, exited but not yet reaped, counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_cleanly_with_partial_results(plugin, tmp_path):
+    # Ctrl-C on a terminal sends SIGINT to the whole process group: the command and its workers
+    hang_file, json_path = tmp_path / "hang.pid", tmp_path / "i.json"
+    env = _subprocess_env(WSPROX_TEST_HANG_FILE=str(hang_file))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    argv = [sys.executable, "-m", "wsprox", "compare", "--import", plugin, "--backends", "numba,hang_toy"]
+    argv += ["--sizes", "100,1000", "--families", "gauss", "--repeat", "1", "--json", str(json_path)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (hang_file.exists() and hang_file.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "interrupted: the workers were killed; the 1 cases finished before follow" in err
+    _, rows = _table(out)  # the finished case d=100, not the one in progress
+    assert {(r["backend"], r["d"], r["certificate"]) for r in rows} == {
+        ("np.argsort (floor)", "100", "-"),
+        ("numba", "100", "ok"),
+        ("hang_toy", "100", "ok"),
+    }
+    assert "INTERRUPTED after" in out
+    record = _strict_json(json_path)
+    assert record["interrupted"] is True and record["exit_status"] == cli.EXIT_INTERRUPTED
+    assert sorted({r["d"] for r in record["results"]}) == [100]
+    pid = int(hang_file.read_text())  # the hanging worker was killed
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
 
 
 # ----------------------------------------------------------------------------- external baselines

@@ -2,15 +2,23 @@
 
 Every solver ("runner": a registered wsprox backend, an external baseline of
 :mod:`wsprox._baselines`, or the sort that is the floor of its device) runs in a worker
-process started with the ``spawn`` method. The worker imports what it needs, calls the
-solver once on a tiny input (the warm-up: numba compilation, first imports; untimed and
-only bounded by :data:`PHASE_TIMEOUT`), then serves one case (family, d) at a time: it
-generates the input itself (so big vectors never cross the pipe), times up to ``repeat``
-calls and reports each time as soon as it is measured, then checks its last result with
-:func:`wsprox.certify`, counts its clusters and sends it back. The parent waits for each
-timed call at most ``timeout`` seconds; past that it kills the worker (numba and GPU code
-cannot be interrupted in-process), reports the case as a timeout and starts a fresh worker
-for the next case. Larger sizes of the same family are then not tried on that runner.
+process started with the ``spawn`` method (with SIGINT ignored, so that Ctrl-C reaches only
+the parent, which kills the workers). The worker imports what it needs and calls the solver
+once on a tiny input of the run's dtype (first imports, compilation for the dtype; untimed,
+bounded by :data:`PHASE_TIMEOUT`), then serves one case (family, d) at a time: it generates
+the input itself (so big vectors never cross the pipe), and for a runner with
+``warm_each_case`` (those that compile or calibrate per size: the numba backend calibrates
+its sort and compiles its radix path at the first row longer than 4096, the cuda backend
+switches kernels with d, and a backend of ``--import`` may do anything) first calls the
+solver once more, untimed, on the case's own input. Then it times up to ``repeat`` calls,
+reporting each time as soon as it is measured, checks its last result with
+:func:`wsprox.certify`, counts its clusters and sends it back.
+
+The parent waits for each timed call at most ``timeout`` seconds, and for the untimed call
+on the case's input at most ``timeout + warmup_allowance`` seconds; past that it kills the
+worker (numba and GPU code cannot be interrupted in-process), reports the case as a timeout
+and starts a fresh worker for the next case. Larger sizes of the same family are then not
+run on that runner (status ``"skipped"``).
 
 The reference of a case is the cvxpy result where cvxpy is installed and
 ``d <= CVXPY_QUICK_MAX_D``, else the float64 numba result (of the same, possibly float32-
@@ -25,6 +33,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,17 +45,27 @@ import numpy as np
 import wsprox
 
 from ._baselines import BASELINES
-from ._families import make_input
+from ._families import family_seed, make_input
 
-__all__ = ["Runner", "Result", "Settings", "select_runners", "run", "machine_info", "format_table"]
+__all__ = ["Runner", "Result", "Settings", "Interrupted", "select_runners", "run", "machine_info", "format_table"]
 
 #: Largest d at which cvxpy runs when ``--backends`` does not name it, and at which it is the reference.
 #: One cvxpy solve takes about 0.4 s at d = 200, 4 s at d = 500 and 25 s (2.5 GB) at d = 1000.
 CVXPY_QUICK_MAX_D = 200
 #: Stop repeating a runner on a case once its timed calls have taken this long (seconds).
 TIME_BUDGET = 1.0
-#: Size of the warm-up input (a Gaussian vector of the run's dtype).
+#: Size of the worker's first warm-up input (a Gaussian vector of the run's dtype).
 WARMUP_SIZE = 64
+#: Default extra time (seconds) given to the untimed call on a case's input, on top of the
+#: timeout: compilation and calibration happen there (the numba radix path compiles in
+#: about 1.5 s on a 2-core machine with an empty cache, CUDA kernels can take longer).
+WARMUP_ALLOWANCE = 60.0
+#: Registered backends whose compiled code and tuning depend only on the dtype, so that the
+#: worker's first warm-up covers every size: cvxpy builds and solves a fresh problem per
+#: call (nothing compiled), cuda-imminent launches the same numba.cuda kernels at every
+#: size after a library sort. A call on each case's input would double their cost exactly
+#: where they are slowest (cvxpy at d = 1000, cuda-imminent on the adversarial family).
+WARM_ONCE_BACKENDS = frozenset({"cvxpy", "cuda-imminent"})
 #: Limit (seconds) of the untimed phases: worker start and warm-up, input generation, checks.
 PHASE_TIMEOUT = 600.0
 #: Relative tolerance of the optimality certificate.
@@ -71,6 +90,10 @@ class Runner:
         Where it computes (and so which sort is its floor).
     max_d : int or None
         Largest size it is run on.
+    warm_each_case : bool
+        Call it once, untimed, on each case's input before the timed calls (for solvers
+        that compile or calibrate something per size); else only the worker's first
+        warm-up on a tiny input is made.
     """
 
     name: str
@@ -78,6 +101,7 @@ class Runner:
     kind: str
     device: str
     max_d: int | None = None
+    warm_each_case: bool = True
 
 
 @dataclass
@@ -93,18 +117,40 @@ class Settings:
     timeout: float = 30.0
     imports: list[str] = field(default_factory=list)
     seed: int = 0
+    warmup_allowance: float = WARMUP_ALLOWANCE
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by :func:`run` on Ctrl-C (SIGINT), after killing the workers.
+
+    Attributes
+    ----------
+    results : list of Result
+        The results of the cases finished before the interruption.
+    """
+
+    def __init__(self, results):
+        super().__init__("interrupted")
+        self.results = results
 
 
 @dataclass
 class Result:
-    """The outcome of one runner on one case; ``status`` is ``"ok"``, ``"timeout"`` or ``"error"``."""
+    """The outcome of one runner on one case.
+
+    ``status`` is ``"ok"``, ``"timeout"`` (a call took longer than the timeout), ``"error"``
+    or ``"skipped"`` (not run: the runner timed out on a smaller size of the family, ``note``
+    says which).
+    """
 
     runner: Runner
     family: str
     d: int
     dtype: str
+    seed: int | None = None
     status: str = "ok"
     times: list[float] = field(default_factory=list)
+    warmup_s: float | None = None
     certificate: str | None = None
     violation: float | None = None
     clusters: int | None = None
@@ -143,9 +189,11 @@ class Result:
             "family": self.family,
             "d": self.d,
             "dtype": self.dtype,
+            "seed": self.seed,
             "status": self.status,
             "runs": len(self.times),
             "times_s": list(self.times),
+            "warmup_s": self.warmup_s,
             "median_s": self.median,
             "floor_s": self.floor_s,
             "ratio_to_sort": self.ratio,
@@ -164,8 +212,8 @@ class Result:
 
 
 def _floor(device: str) -> Runner:
-    if device == "cpu":
-        return Runner("sort-cpu", "np.argsort (floor)", "floor", "cpu")
+    if device == "cpu":  # np.argsort compiles nothing
+        return Runner("sort-cpu", "np.argsort (floor)", "floor", "cpu", warm_each_case=False)
     return Runner(f"sort-{device}", f"{device} sort (floor)", "floor", device)
 
 
@@ -213,12 +261,13 @@ def select_runners(names: list[str] | None) -> tuple[list[Runner], dict[str, str
             max_d = info.max_size
             if name == "cvxpy" and not explicit:
                 max_d = min(max_d or CVXPY_QUICK_MAX_D, CVXPY_QUICK_MAX_D)
-            runners.append(Runner(name, name, "backend", device, max_d))
+            runners.append(Runner(name, name, "backend", device, max_d, name not in WARM_ONCE_BACKENDS))
         elif name in BASELINES:
             ok, reason = BASELINES[name].availability()
             if not ok:
                 raise ValueError(f"external baseline {name!r} is not available here: {reason}")
-            runners.append(Runner(name, BASELINES[name].label, "external", "cpu"))
+            # scipy, scikit-learn and torch (CPU) run precompiled code: nothing to warm per size
+            runners.append(Runner(name, BASELINES[name].label, "external", "cpu", warm_each_case=False))
         else:
             known = ", ".join([*infos, *BASELINES])
             raise ValueError(f"unknown backend {name!r}; known: {known}")
@@ -285,6 +334,9 @@ def _make_solve(runner: Runner, lam: float):
 def _check(w: np.ndarray, x: np.ndarray, lam: float) -> dict:
     """Certificate and cluster count of a result ``x`` of ``w``."""
     out: dict = {"x": x}
+    if x.shape != w.shape:
+        out.update(x=None, certificate="FAIL", error=f"the result has shape {x.shape}, the input {w.shape}")
+        return out
     try:
         cert = wsprox.certify(w, x, lam, rtol=CERTIFICATE_RTOL)
         out["certificate"] = "ok" if cert.ok else "FAIL"
@@ -299,6 +351,12 @@ def _check(w: np.ndarray, x: np.ndarray, lam: float) -> dict:
 
 def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None, imports: list[str]) -> None:
     """Body of a worker process: warm up, then serve cases until told to stop (``None``)."""
+    try:
+        # Ctrl-C is the parent's business (it kills the workers); the parent starts the
+        # worker with SIGINT ignored already, this covers a start from another thread.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass
     try:
         for module in imports:
             importlib.import_module(module)
@@ -316,7 +374,7 @@ def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None,
         case = conn.recv()
         if case is None:
             return
-        family, d, seed, repeat = case
+        family, d, seed, repeat, warm = case
         try:
             w = make_input(family, d, lam, dtype, seed)
             if cast:
@@ -324,6 +382,11 @@ def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None,
             wd = to_device(w)
             synchronize()
             conn.send(("start", None))
+            if warm:  # untimed: compilation and calibration for this size happen here
+                start = time.perf_counter()
+                solve(wd)
+                synchronize()
+                conn.send(("warm", time.perf_counter() - start))
             times: list[float] = []
             x = None
             while len(times) < repeat and sum(times) < TIME_BUDGET:
@@ -367,7 +430,17 @@ class _Worker:
             name=f"wsprox-compare-{self.runner.name}",
             daemon=True,
         )
-        self.process.start()
+        # The worker inherits an ignored SIGINT (a fresh interpreter keeps it ignored), so a
+        # Ctrl-C on the terminal, sent to the whole process group, stops only the parent.
+        try:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread: the worker ignores SIGINT itself
+            previous = None
+        try:
+            self.process.start()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         child.close()
         kind, payload = self._receive(PHASE_TIMEOUT)
         if kind == "ready":
@@ -396,8 +469,12 @@ class _Worker:
                 pass
         self.kill()
 
-    def run(self, family: str, d: int, seed: int, repeat: int, timeout: float) -> dict:
-        """Run one case: ``{"status", "times", "error", ...check results}``."""
+    def run(self, family: str, d: int, seed: int, repeat: int, timeout: float, warmup_allowance: float = 0.0) -> dict:
+        """Run one case: ``{"status", "times", "error", "warmup_s", "note", ...check results}``.
+
+        With ``runner.warm_each_case`` the untimed call on the case's input may take
+        ``timeout + warmup_allowance`` seconds.
+        """
         if self.broken:
             return {"status": "error", "times": [], "error": self.broken}
         if self.process is None:
@@ -405,10 +482,22 @@ class _Worker:
             if error:
                 self.broken = error
                 return {"status": "error", "times": [], "error": error}
-        self.conn.send((family, d, seed, repeat))
+        warm = self.runner.warm_each_case
+        self.conn.send((family, d, seed, repeat, warm))
         kind, payload = self._receive(PHASE_TIMEOUT)
         if kind != "start":
             return self._failed(kind, payload, "generating the input")
+        warmup_s = None
+        if warm:
+            limit = timeout + warmup_allowance
+            kind, payload = self._receive(limit)
+            if kind == "timeout":
+                self.kill()
+                note = f"the untimed warm-up call on this input took more than {limit:g} s"
+                return {"status": "timeout", "times": [], "error": None, "note": note}
+            if kind != "warm":
+                return self._failed(kind, payload, "the untimed warm-up call on this input")
+            warmup_s = payload
         times: list[float] = []
         while True:
             kind, payload = self._receive(timeout)
@@ -419,12 +508,12 @@ class _Worker:
                 break
             if kind in ("timeout", "time"):
                 self.kill()
-                return {"status": "timeout", "times": times, "error": None}
+                return {"status": "timeout", "times": times, "error": None, "warmup_s": warmup_s}
             return self._failed(kind, payload, "a timed call")
         kind, payload = self._receive(PHASE_TIMEOUT)
         if kind != "done":
             return self._failed(kind, payload, "checking the result")
-        return {"status": "ok", "times": times, **payload}
+        return {"status": "ok", "times": times, "warmup_s": warmup_s, **payload}
 
     def _failed(self, kind: str, payload, phase: str) -> dict:
         if kind == "timeout":
@@ -464,34 +553,45 @@ def run(settings: Settings, progress=None) -> list[Result]:
     list of Result
         One per runner and case, in the order size, family, runner; cases above a
         runner's ``max_d`` are left out.
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C (KeyboardInterrupt), once the workers are killed; its ``results`` are
+        those of the cases finished before.
     """
     sizes = sorted(dict.fromkeys(settings.sizes))
     workers = {r.name: _Worker(r, settings.lam, settings.dtype, settings.imports) for r in settings.runners}
     ref_workers: dict[str, _Worker] = {}
     timed_out: dict[tuple[str, str], int] = {}
     results: list[Result] = []
+    interrupted = False
     try:
         for d in sizes:
             for worker in workers.values():  # free what is no longer needed
                 if worker.runner.max_d is not None and d > worker.runner.max_d:
                     worker.close()
-            for index, family in enumerate(settings.families):
-                seed = settings.seed + 1000 * index
+            for family in settings.families:
+                seed = family_seed(family, settings.seed)
                 case: list[Result] = []
                 for runner in settings.runners:
                     if runner.max_d is not None and d > runner.max_d:
                         continue
                     if progress is not None:
                         progress(f"{runner.label} {family} d={d}")
-                    result = Result(runner, family, d, settings.dtype)
+                    result = Result(runner, family, d, settings.dtype, seed)
                     if (runner.name, family) in timed_out:
-                        result.status = "timeout"
+                        result.status = "skipped"
                         result.note = f"not run: timed out at d={timed_out[runner.name, family]}"
                     else:
-                        outcome = workers[runner.name].run(family, d, seed, settings.repeat, settings.timeout)
+                        outcome = workers[runner.name].run(
+                            family, d, seed, settings.repeat, settings.timeout, settings.warmup_allowance
+                        )
                         result.status = outcome["status"]
                         result.times = outcome["times"]
+                        result.warmup_s = outcome.get("warmup_s")
                         result.error = outcome.get("error")
+                        result.note = outcome.get("note") or ""
                         result.certificate = outcome.get("certificate")
                         result.violation = outcome.get("violation")
                         result.clusters = outcome.get("clusters")
@@ -500,12 +600,19 @@ def run(settings: Settings, progress=None) -> list[Result]:
                             timed_out[runner.name, family] = d
                     case.append(result)
                 _finish_case(case, settings, family, d, seed, ref_workers)
-                results.extend(case)
+                results.extend(case)  # only finished cases: an interruption drops the one in progress
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         for worker in [*workers.values(), *ref_workers.values()]:
-            worker.close()
+            if interrupted:
+                worker.kill()  # it may be inside a long call: do not wait for it
+            else:
+                worker.close()
         if progress is not None:
             progress(None)
+    if interrupted:
+        raise Interrupted(results)
     return results
 
 
@@ -534,7 +641,7 @@ def _reference(case, settings, family, d, seed, ref_workers) -> tuple[str | None
                 if r.runner.name == name and r.runner.kind == "backend" and r.x is not None:
                     return name, np.asarray(r.x, dtype=np.float64)
         if name not in ref_workers:
-            runner = Runner(name, name, "backend", "cpu")
+            runner = Runner(name, name, "backend", "cpu", warm_each_case=False)  # untimed anyway
             ref_workers[name] = _Worker(runner, settings.lam, settings.dtype, settings.imports, cast="float64")
         outcome = ref_workers[name].run(family, d, seed, 1, PHASE_TIMEOUT)
         if outcome["status"] == "ok" and outcome.get("x") is not None:
@@ -614,7 +721,7 @@ def table_cells(r: Result, timeout: float) -> tuple[str, ...]:
     """The table row of a result (see :data:`TABLE_HEADER`)."""
     if r.status == "timeout":
         median = f"> {format_time(timeout)}"
-    elif r.status == "error":
+    elif r.status in ("error", "skipped"):
         median = "-"
     else:
         median = format_time(r.median)
@@ -624,7 +731,9 @@ def table_cells(r: Result, timeout: float) -> tuple[str, ...]:
         diff = "(reference)"
     else:
         diff = f"{r.max_abs_diff:.1e}"
-    status = {"timeout": "timeout", "error": "ERROR"}.get(r.status) or r.certificate or "-"
+    status = {"timeout": "timeout", "error": "ERROR", "skipped": "not run"}.get(r.status) or r.certificate or "-"
+    if r.status == "skipped" and r.note.startswith("not run: "):
+        status = f"not run ({r.note[len('not run: ') :]})"
     return (
         r.runner.label,
         r.family,
@@ -659,8 +768,31 @@ def format_table(results: list[Result], timeout: float) -> str:
     return "\n".join(out)
 
 
+#: Formats that ``--plot`` writes, by file extension (all written by matplotlib's Agg canvas).
+PLOT_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
+def plot_format(path: str) -> str:
+    """The format of ``--plot PATH``: its extension, lower case.
+
+    Raises
+    ------
+    ValueError
+        If the extension is missing or not one of :data:`PLOT_FORMATS`.
+    """
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        found = f"extension .{ext}" if ext else "no extension"
+        raise ValueError(f"{path!r} has {found}; the format is chosen by it: .{', .'.join(PLOT_FORMATS)}")
+    return ext
+
+
 def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
-    """Time against d (log-log), one panel per family, one line per runner; timeouts as triangles at ``timeout``."""
+    """Time against d (log-log), one panel per family, one line per runner; timeouts as triangles at ``timeout``.
+
+    The format is chosen by the extension of ``path`` (see :func:`plot_format`).
+    """
+    fmt = plot_format(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -700,4 +832,4 @@ def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
                 labels.append(label)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels) or 1), fontsize="small")
     fig.suptitle(title, fontsize="medium")
-    fig.savefig(path, dpi=110, format="png")
+    fig.savefig(path, dpi=110, format=fmt)

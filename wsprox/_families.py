@@ -2,17 +2,20 @@
 
 Each family is a deterministic generator ``generate(d, lam, rng) -> float64 vector`` of
 length ``d``; the hard ones are scaled to the strength ``lam`` so that they stay hard
-whatever ``lam`` is. :func:`make_input` seeds, generates and converts to the dtype asked.
+whatever ``lam`` is. :func:`make_input` seeds, generates and converts to the dtype asked;
+:func:`family_seed` gives the seed of a family from the run's seed and the family's name,
+so that a family's input does not depend on which other families are run.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Family", "FAMILIES", "DEFAULT_FAMILIES", "make_input"]
+__all__ = ["Family", "FAMILIES", "DEFAULT_FAMILIES", "family_seed", "make_input"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,34 @@ FAMILIES: dict[str, Family] = {
 
 #: Families of ``wsprox compare`` without ``--families``.
 DEFAULT_FAMILIES = ("gauss", "gauss-heavy", "adversarial", "sorted", "reversed", "clustered", "huge-lam")
+
+
+def family_seed(family: str, seed: int = 0) -> int:
+    """The seed of ``family``'s input in a run of seed ``seed``: ``seed * 2**32 + crc32(family)``.
+
+    Stable across processes and Python versions (``zlib.crc32``, unlike ``hash``), distinct
+    for distinct ``(family, seed)`` pairs, and independent of the other families of the run.
+
+    Parameters
+    ----------
+    family : str
+        The family's name.
+    seed : int, optional
+        The run's seed (``wsprox compare --seed``), a non-negative integer.
+
+    Returns
+    -------
+    int
+        A non-negative integer, for :func:`make_input`.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is negative or not an integer.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed) * 2**32 + zlib.crc32(family.encode("utf-8"))
 
 
 def make_input(family: str, d: int, lam: float, dtype: str = "float64", seed: int = 0) -> np.ndarray:

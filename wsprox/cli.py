@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import math
+import os
 import sys
 import textwrap
 import time
@@ -34,10 +36,12 @@ __all__ = ["main", "build_parser", "DEFAULT_SIZES"]
 DEFAULT_SIZES = (100, 1_000, 100_000, 1_000_000)
 #: Strength of the default ``compare`` run.
 DEFAULT_LAM = 0.1
-#: Timed runs per backend and case (after one untimed warm-up call per worker).
+#: Timed runs per backend and case (after the untimed warm-up calls).
 DEFAULT_REPEAT = 5
 #: Default limit of one timed call (seconds).
 DEFAULT_TIMEOUT = 30.0
+#: Exit status of an interrupted (Ctrl-C) run, as for a shell command killed by SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 # ----------------------------------------------------------------------------- parser
@@ -50,6 +54,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
 
 
@@ -111,7 +135,7 @@ def _show_size(d: int) -> str:
 
 
 def _paragraphs(*texts: str) -> str:
-    return "\n\n".join(textwrap.fill(" ".join(t.split()), width=100) for t in texts)
+    return "\n\n".join(textwrap.fill(" ".join(t.split()), width=100, break_on_hyphens=False) for t in texts)
 
 
 _COMPARE_DESCRIPTION = (
@@ -122,19 +146,32 @@ _COMPARE_DESCRIPTION = (
     "(external)": scipy (sort + scipy.optimize.isotonic_regression + unsort), sklearn (the same with
     sklearn.isotonic.isotonic_regression, in float64) and torchsort (the soft-rank identity; its rank
     convention is checked against the numba backend first).""",
-        f"""Each solver runs in its own worker process. The worker first calls it once, untimed and without the
-    --timeout limit, on a tiny input of the run's dtype (so numba compilation and first imports are
-    excluded), then times up to --repeat calls per case (fewer once they take {_compare.TIME_BUDGET:g} s). A
-    call that takes longer than --timeout is killed with its worker and reported as "> TIMEOUT"; larger
-    sizes of that family are then not tried on that solver. Timeouts are reported, not failures.""",
+        f"""Each solver runs in its own worker process. The worker first calls it once, untimed, on a tiny input
+    of the run's dtype (first imports, compilation for the dtype). Solvers that compile or calibrate per size
+    (numba: its sort engine and radix path above 4096 elements; the cuda backend; GPU sorts; every backend
+    of --import) are then called once more, untimed, on each case's own input before the timed calls, so
+    compilation and calibration are never timed; that call may take --timeout + --warmup-allowance
+    seconds (the allowance is {_compare.WARMUP_ALLOWANCE:g} s by default). cvxpy, cuda-imminent, the
+    external baselines and np.argsort compile nothing that depends on the size and get only the first
+    call. Then up to --repeat calls per case are timed (fewer once they take {_compare.TIME_BUDGET:g} s).""",
+        """A call that takes longer than --timeout (or an untimed call on a case's input longer than
+    --timeout + --warmup-allowance) is killed with its worker and reported as "> TIMEOUT"; larger sizes of
+    that family are then not run on that solver and show as "not run (timed out at d=...)". Timeouts are
+    reported, not failures. Sizes above the size limit of every selected solver are refused.""",
         f"""Columns: median time; "x sort", the median time divided by that of the sort of the same array on the
     same device (np.argsort on the CPU; a torch or cupy sort on a GPU, synchronized), the floor; the largest
     difference to the reference (cvxpy where installed and d <= {_compare.CVXPY_QUICK_MAX_D}, else the float64
     numba result of the same input) and the reference's name; the number of distinct values (clusters) of
     the result; the optimality certificate (wsprox.certify, rtol {_compare.CERTIFICATE_RTOL:g}).""",
-        """Exit status: 0 if every registered backend ran and passed the certificate; 1 if a backend raised or
-    failed the certificate (external baselines are reported but do not change the status, and timeouts are
-    reported, not failures); 2 for bad arguments.""",
+        """Inputs: each family's input is seeded from --seed and the family's name, so it does not depend on
+    the other families of the run; the JSON records each case's seed.""",
+        """Ctrl-C stops the run: the workers are killed and the cases finished so far are printed (and written
+    to --json and --plot), exit status 130.""",
+        """Exit status: 0 if no registered backend raised or failed the certificate and at least one result was
+    checked; 1 if a registered backend raised or failed the certificate, if a floor (sort) raised, if no
+    result at all was checked (e.g. every call timed out), or if --json or --plot could not be written
+    (external baselines are reported but do not change the status, and timeouts are reported, not
+    failures); 2 for bad arguments; 130 if interrupted.""",
     )
     + "\n\nfamilies:\n"
     + "\n".join(f"  {f.name:<12} {f.description}" for f in FAMILIES.values())
@@ -202,8 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"limit of one timed call; slower ones are killed and reported as '> SECONDS', not as failures "
         f"(default: {DEFAULT_TIMEOUT:g})",
     )
-    compare.add_argument("--json", metavar="PATH", help="also write the results and machine info as JSON to PATH")
-    compare.add_argument("--plot", metavar="PATH", help="also plot time against d (log-log) as a PNG to PATH")
+    compare.add_argument(
+        "--warmup-allowance",
+        type=_nonnegative_float,
+        default=_compare.WARMUP_ALLOWANCE,
+        metavar="SECONDS",
+        help="extra time, on top of --timeout, for the untimed call on each case's input in which "
+        f"compilation and calibration happen (default: {_compare.WARMUP_ALLOWANCE:g})",
+    )
+    compare.add_argument(
+        "--json", metavar="PATH", help="also write the results and machine info as JSON to PATH (checked first)"
+    )
+    compare.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="also plot time against d (log-log) to PATH, in the format of its extension: "
+        f"{', '.join(_compare.PLOT_FORMATS)} (needs matplotlib)",
+    )
     compare.add_argument(
         "--import",
         dest="imports",
@@ -213,7 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="import MODULE first, here and in every worker process (repeatable): a module that calls "
         "wsprox.register_backend makes its backend comparable",
     )
-    compare.add_argument("--seed", type=int, default=0, help="seed of the random families (default: 0)")
+    compare.add_argument(
+        "--seed",
+        type=_nonnegative_int,
+        default=0,
+        help="seed of the random families, a non-negative integer; each family's input is seeded from it "
+        "and the family's name (default: 0)",
+    )
     compare.set_defaults(func=_cmd_compare, parser=compare)
 
     backends = sub.add_parser(
@@ -228,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``wsprox`` command with arguments ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # outside the runs (compare handles its own): no traceback
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 # ----------------------------------------------------------------------------- compare
@@ -258,48 +320,88 @@ class _Progress:
             self.bar.set_description_str(text[:60])
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    parser = args.parser
-    for module in args.imports:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:
-            parser.error(f"--import {module}: {type(exc).__name__}: {exc}")
-    try:
-        runners, unavailable = _compare.select_runners(_flatten(args.backends))
-    except ValueError as exc:
-        parser.error(str(exc))
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib: pip install matplotlib")
-    settings = _compare.Settings(
-        sizes=sorted(_flatten(args.sizes) or DEFAULT_SIZES),
-        families=_flatten(args.families) or list(DEFAULT_FAMILIES),
-        runners=runners,
-        dtype=args.dtype,
-        lam=args.lam,
-        repeat=args.repeat,
-        timeout=args.timeout,
-        imports=list(args.imports),
-        seed=args.seed,
-    )
-    print(
-        f"wsprox {wsprox.__version__} compare: {settings.dtype}, lam={settings.lam:g}, "
-        f"sizes {', '.join(map(str, settings.sizes))}; median of up to {settings.repeat} timed calls "
-        f"(fewer once they take {_compare.TIME_BUDGET:g} s), each limited to {settings.timeout:g} s, after an "
-        "untimed warm-up call per worker process (numba compile time is excluded).",
-        flush=True,
-    )
-    total = sum(
-        len(settings.families) for d in settings.sizes for r in settings.runners if r.max_d is None or d <= r.max_d
-    )
-    start = time.perf_counter()
-    results = _compare.run(settings, progress=_Progress(total))
-    wall = time.perf_counter() - start
-    print(_compare.format_table(results, settings.timeout))
+def _check_output_path(parser: argparse.ArgumentParser, option: str, path: str) -> None:
+    """A parser error (exit 2) unless ``path`` looks writable: not a directory, in an existing writable directory."""
+    if os.path.isdir(path):
+        parser.error(f"{option} {path}: is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        parser.error(f"{option} {path}: the directory {parent} does not exist")
+    if not (os.access(path, os.W_OK) if os.path.exists(path) else os.access(parent, os.W_OK | os.X_OK)):
+        parser.error(f"{option} {path}: permission denied")
 
+
+def _check_plot(parser: argparse.ArgumentParser, path: str) -> None:
+    """A parser error unless matplotlib can write the format of ``path``'s extension (tried on a tiny figure)."""
+    try:
+        fmt = _compare.plot_format(path)
+    except ValueError as exc:
+        parser.error(f"--plot {exc}")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    fig = Figure(figsize=(1, 1))
+    FigureCanvasAgg(fig)
+    try:
+        fig.savefig(io.BytesIO(), format=fmt)
+    except Exception as exc:
+        parser.error(f"--plot {path}: matplotlib cannot write {fmt} here: {type(exc).__name__}: {exc}")
+
+
+def _check_sizes(parser: argparse.ArgumentParser, sizes: list[int], runners: list, dtype: str) -> None:
+    """A parser error for a size that no selected solver runs, or whose input alone exceeds the memory."""
+    solvers = [r for r in runners if r.kind != "floor"]
+    if solvers and all(r.max_d is not None for r in solvers):
+        top = max(r.max_d for r in solvers)
+        above = [d for d in sizes if d > top]
+        if above:
+            limits = ", ".join(f"{r.label} {_format_size(r.max_d)}" for r in solvers)
+            parser.error(f"size {above[0]} is above the size limit of every selected solver ({limits})")
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return
+    itemsize = 4 if dtype == "float32" else 8
+    for d in sizes:
+        if memory > 0 and d * itemsize > memory:
+            parser.error(
+                f"size {d}: its {dtype} input alone needs {d * itemsize / 2**30:.3g} GiB, more than this "
+                f"machine's {memory / 2**30:.3g} GiB of memory"
+            )
+
+
+def _json_safe(obj):
+    """``obj`` with non-finite floats as None and numpy scalars as Python numbers (for strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, bool) or obj is None:
+        return obj
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _write_json(path: str, record: dict) -> str | None:
+    """Write ``record`` to ``path`` as strict JSON; the error text if that failed, else None."""
+    try:
+        text = json.dumps(_json_safe(record), indent=1, allow_nan=False)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+    except (OSError, ValueError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _report(results: list, settings, wall: float, interrupted: bool, unavailable: dict) -> int:
+    """Print the table and the summary lines; return the exit status of the results."""
+    if results:
+        print(_compare.format_table(results, settings.timeout))
     skipped = [
         f"{r.label} (d > {r.max_d})" for r in settings.runners if r.max_d is not None and max(settings.sizes) > r.max_d
     ]
@@ -313,27 +415,106 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             f"timeouts (> {settings.timeout:g} s, not failures): "
             + ", ".join(f"{r.runner.label} {r.family} d={r.d}" for r in timeouts)
         )
+    not_run = [r for r in results if r.status == "skipped"]
+    if not_run:
+        print(
+            "not run after a timeout at a smaller size: "
+            + ", ".join(f"{r.runner.label} {r.family} d={r.d}" for r in not_run)
+        )
     failed = [r for r in results if r.failed]
     for r in failed:
         what = f"{r.runner.label} on {r.family} d={r.d}"
         if r.status == "error":
             print(f"ERROR: {what}: {r.error}")
+        elif r.violation is None:  # no certificate: certify raised, or the result has the wrong shape
+            print(f"FAIL: {what}: {r.error or 'no certificate'}")
         else:
             extra = f" ({r.error})" if r.error else ""
-            print(f"FAIL: {what}: optimality certificate violated ({r.violation or 0:.3g} x tolerance){extra}")
-    status = 1 if any(r.runner.kind == "backend" for r in failed) else 0
-    checked = [r for r in results if r.certificate is not None]
-    if status:
-        print(f"FAILED: {sum(r.runner.kind == 'backend' for r in failed)} backend runs failed")
-    else:
+            print(f"FAIL: {what}: optimality certificate violated ({r.violation:.3g} x tolerance){extra}")
+    counted = [r for r in failed if r.runner.kind in ("backend", "floor")]
+    checked = [r for r in results if r.runner.kind != "floor" and r.certificate is not None]
+    passed = sum(r.certificate == "ok" for r in checked)
+    summary = f"{passed} of {len(checked)} checked results passed the optimality certificate"
+    if interrupted:
+        print(f"INTERRUPTED after {wall:.1f} s: {summary} so far")
+        return EXIT_INTERRUPTED
+    if counted:
+        backends = sum(r.runner.kind == "backend" for r in counted)
+        floors = len(counted) - backends
+        what = f"{backends} backend runs" + (f" and {floors} floor (sort) runs" if floors else "")
+        print(f"FAILED: {what} failed; {summary} ({wall:.1f} s)")
+        return 1
+    if not checked:
         print(
-            f"{sum(r.certificate == 'ok' for r in checked)} of {len(checked)} results passed the optimality "
-            f"certificate; every backend passed ({wall:.1f} s)"
+            "FAILED: no result was checked: every solver call timed out, was not run or raised "
+            f"(nothing passed; {wall:.1f} s)"
         )
+        return 1
+    extra = f"; {len(timeouts)} timed out" if timeouts else ""
+    extra += f", {len(not_run)} not run after a timeout" if not_run else ""
+    print(f"{summary}; no registered backend failed{extra} ({wall:.1f} s)")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    parser = args.parser
+    for module in args.imports:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            parser.error(f"--import {module}: {type(exc).__name__}: {exc}")
+    try:
+        runners, unavailable = _compare.select_runners(_flatten(args.backends))
+    except ValueError as exc:
+        parser.error(str(exc))
+    # Check the destinations now, not after a long run.
+    if args.json:
+        _check_output_path(parser, "--json", args.json)
+    if args.plot:
+        _check_output_path(parser, "--plot", args.plot)
+        if args.json and os.path.abspath(args.json) == os.path.abspath(args.plot):
+            parser.error(f"--json and --plot name the same file {args.json}")
+        _check_plot(parser, args.plot)
+    sizes = sorted(_flatten(args.sizes) or DEFAULT_SIZES)
+    _check_sizes(parser, sizes, runners, args.dtype)
+    settings = _compare.Settings(
+        sizes=sizes,
+        families=_flatten(args.families) or list(DEFAULT_FAMILIES),
+        runners=runners,
+        dtype=args.dtype,
+        lam=args.lam,
+        repeat=args.repeat,
+        timeout=args.timeout,
+        imports=list(args.imports),
+        seed=args.seed,
+        warmup_allowance=args.warmup_allowance,
+    )
+    print(
+        f"wsprox {wsprox.__version__} compare: {settings.dtype}, lam={settings.lam:g}, "
+        f"sizes {', '.join(map(str, settings.sizes))}; median of up to {settings.repeat} timed calls "
+        f"(fewer once they take {_compare.TIME_BUDGET:g} s), each limited to {settings.timeout:g} s, after "
+        "untimed warm-up calls (compile and calibration time is excluded).",
+        flush=True,
+    )
+    total = sum(
+        len(settings.families) for d in settings.sizes for r in settings.runners if r.max_d is None or d <= r.max_d
+    )
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        results = _compare.run(settings, progress=_Progress(total))
+    except _compare.Interrupted as exc:
+        results, interrupted = exc.results, True
+        cases = len({(r.family, r.d) for r in results})
+        print(f"\ninterrupted: the workers were killed; the {cases} cases finished before follow", file=sys.stderr)
+    wall = time.perf_counter() - start
+    status = _report(results, settings, wall, interrupted, unavailable)
+
     machine = _compare.machine_info()
+    output_failed = False
     if args.json:
         record = {
-            "schema": "wsprox-compare/1",
+            "schema": "wsprox-compare/2",
             "wsprox_version": wsprox.__version__,
             "settings": {
                 "sizes": settings.sizes,
@@ -343,31 +524,54 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 "lam": settings.lam,
                 "repeat": settings.repeat,
                 "timeout_s": settings.timeout,
+                "warmup_allowance_s": settings.warmup_allowance,
                 "time_budget_s": _compare.TIME_BUDGET,
                 "seed": settings.seed,
                 "certificate_rtol": _compare.CERTIFICATE_RTOL,
                 "imports": settings.imports,
             },
             "runners": [
-                {"name": r.name, "label": r.label, "kind": r.kind, "device": r.device, "max_d": r.max_d}
+                {
+                    "name": r.name,
+                    "label": r.label,
+                    "kind": r.kind,
+                    "device": r.device,
+                    "max_d": r.max_d,
+                    "warm_each_case": r.warm_each_case,
+                }
                 for r in settings.runners
             ],
             "unavailable": unavailable,
             "machine": machine,
             "wall_s": wall,
+            "interrupted": interrupted,
             "exit_status": status,
             "results": [r.as_dict() for r in results],
         }
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
-        print(f"wrote {args.json}")
+        error = _write_json(args.json, record)
+        if error:
+            output_failed = True
+            print(f"ERROR: could not write --json {args.json}: {error}", file=sys.stderr)
+        else:
+            print(f"wrote {args.json}")
     if args.plot:
-        gpu = f", {machine['gpu']}" if machine["gpu"] else ""
-        title = (
-            f"wsprox compare: {settings.dtype}, lam={settings.lam:g}; {machine['cpu']} ({machine['cores']} cores{gpu})"
-        )
-        _compare.plot(results, args.plot, title, settings.timeout)
-        print(f"wrote {args.plot}")
+        if not results:
+            print(f"not written: {args.plot} (no finished case to plot)")
+        else:
+            gpu = f", {machine['gpu']}" if machine["gpu"] else ""
+            title = (
+                f"wsprox compare: {settings.dtype}, lam={settings.lam:g}; "
+                f"{machine['cpu']} ({machine['cores']} cores{gpu})"
+            )
+            try:
+                _compare.plot(results, args.plot, title, settings.timeout)
+            except Exception as exc:
+                output_failed = True
+                print(f"ERROR: could not write --plot {args.plot}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            else:
+                print(f"wrote {args.plot}")
+    if output_failed and status == 0:
+        status = 1
     return status
 
 

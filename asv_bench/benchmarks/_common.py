@@ -1,8 +1,11 @@
 """Shared parameters, input generators, skips and references of the asv benchmarks.
 
-The generators are written here on purpose (the benchmarks must not import the test tree);
-they follow design/math.md, "Inputs that break naive algorithms". Every generator is
-deterministic (seeded) and returns ``(w, lam)`` with ``w`` of the requested dtype.
+The inputs are those of ``wsprox compare``: the same generators and names
+(:mod:`wsprox._families`, design/math.md "Inputs that break naive algorithms"), the same
+default strength, sizes and per-family seeds, so that an asv result and a row of
+``wsprox compare`` (default ``--lam`` and ``--seed``) are measured on the same vector.
+Every generator is deterministic (seeded) and returns ``(w, lam)`` with ``w`` of the
+requested dtype.
 """
 
 from __future__ import annotations
@@ -10,53 +13,35 @@ from __future__ import annotations
 import numpy as np
 
 import wsprox
+from wsprox import _families
+from wsprox._compare import CVXPY_QUICK_MAX_D
+from wsprox.cli import DEFAULT_LAM, DEFAULT_SIZES
 
 #: Backends benchmarked; those that cannot run here are skipped in ``setup``.
 BACKENDS = ["numba", "cvxpy", "cuda", "cuda-imminent"]
-#: Problem sizes d. cvxpy only runs at d <= CVXPY_MAX_D.
-SIZES = [100, 1_000, 100_000, 1_000_000]
-FAMILIES = ["gauss", "ramp", "sorted", "reversed", "clustered", "huge_lam"]
+#: Problem sizes d (those of ``wsprox compare``). cvxpy only runs at d <= CVXPY_MAX_D.
+SIZES = list(DEFAULT_SIZES)
+#: Input families: the default families of ``wsprox compare``, by the same names.
+FAMILIES = list(_families.DEFAULT_FAMILIES)
 DTYPES = ["float32", "float64"]
 
-#: Largest d at which cvxpy is benchmarked and used as the reference. Its registry limit
-#: (max_size) is 1000, but one d = 1000 solve takes ~30 s and 1.4 GB; d = 200 takes ~0.4 s.
-CVXPY_MAX_D = 200
-#: Default strength of the weight-sharing term (the families scale their inputs to it).
-LAM = 1.0
+#: Largest d at which cvxpy is benchmarked and used as the reference (as in ``wsprox compare``).
+#: Its registry limit (max_size) is 1000, but one d = 1000 solve takes ~30 s and 1.4 GB; d = 200 takes ~0.4 s.
+CVXPY_MAX_D = CVXPY_QUICK_MAX_D
+#: Strength of the weight-sharing term (the default of ``wsprox compare``; the hard families scale to it).
+LAM = DEFAULT_LAM
 #: Shape of the batched benchmark (rows x d, solved along axis=1).
 BATCH_SHAPE = (1000, 1000)
 BATCH_LAM = 1e-2
 
 
 def make_input(family: str, d: int, dtype: str = "float64", seed: int = 0):
-    """Return ``(w, lam)`` for one of :data:`FAMILIES` (``w`` contiguous, of ``dtype``)."""
-    rng = np.random.default_rng(seed)
-    lam = LAM
-    if family == "gauss":
-        w = rng.standard_normal(d)
-    elif family == "ramp":
-        # adversarial for "imminent collisions": d/2 zeros, then the ramp a*(1..d/2) with
-        # a = 2.25 lam/d; the zero cluster sweeps the ramp, absorbing one weight per round
-        half = d // 2
-        a = 2.25 * lam / d
-        w = np.concatenate([np.zeros(d - half), a * np.arange(1, half + 1)])
-    elif family == "sorted":
-        # ascending with gaps 3 lam/(d-1) > 2 lam/(d-1): nothing pools (d singleton clusters)
-        w = (3.0 * lam / max(d - 1, 1)) * np.arange(d)
-    elif family == "reversed":
-        # descending with gaps lam/(d-1) < 2 lam/(d-1): everything pools into one cluster
-        w = (lam / max(d - 1, 1)) * np.arange(d)[::-1]
-    elif family == "clustered":
-        # five well separated centres with a tiny jitter, shuffled
-        centres = np.array([-3.0, -1.0, 0.5, 2.0, 4.0])
-        w = centres[rng.integers(0, centres.size, d)] + 1e-9 * rng.standard_normal(d)
-    elif family == "huge_lam":
-        # lam far above the spread of w: (almost) everything collapses to the mean
-        w = rng.standard_normal(d)
-        lam = 50.0 * float(np.ptp(w) or 1.0)
-    else:
-        raise ValueError(f"unknown family {family!r}")
-    return np.ascontiguousarray(w, dtype=dtype), float(lam)
+    """Return ``(w, lam)`` for one of :data:`FAMILIES`: the input of ``wsprox compare --seed SEED``.
+
+    ``w`` is contiguous, of ``dtype``; ``lam`` is :data:`LAM`.
+    """
+    w = _families.make_input(family, d, LAM, dtype, _families.family_seed(family, seed))
+    return w, float(LAM)
 
 
 def make_batch(dtype: str = "float64", seed: int = 1):
