@@ -549,3 +549,13 @@ def test_non_native_byte_order(dtype):
 def test_strength_too_large_for_a_float():
     with pytest.raises(ValueError, match="lam must be finite"):
         wsprox.prox(np.ones(3), 10**400)
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4", ">f2", ">i4"])
+def test_non_native_byte_order_accepted_everywhere(dtype):
+    w = np.array([0.0, 1.0, 5.0, 2.0]).astype(dtype)
+    native = w.astype(np.dtype(dtype).newbyteorder("="))
+    assert wsprox.penalty(w) == wsprox.penalty(native)
+    x = wsprox.prox(w, 1.0)
+    np.testing.assert_array_equal(x, wsprox.prox(native, 1.0))
+    assert wsprox.certify(w, x.astype(dtype) if w.dtype.kind == "f" else x, 1.0).ok

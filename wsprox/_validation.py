@@ -57,8 +57,11 @@ def resolve_dtypes(dtype: np.dtype, name: str = "w") -> tuple[np.dtype, np.dtype
     """Return ``(compute_dtype, output_dtype)`` for an input dtype.
 
     float32 -> float32, float64 -> float64, float16 -> computed in float32 and returned
-    as float16, bool/integer -> float64. Anything else raises TypeError.
+    as float16, bool/integer -> float64 (non-native byte order: the native dtypes).
+    Anything else raises TypeError.
     """
+    if dtype.byteorder not in "=|":
+        dtype = dtype.newbyteorder("=")
     if dtype == np.float32 or dtype == np.float64:
         return dtype, dtype
     if dtype == np.float16:
