@@ -93,10 +93,15 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     soft-thresholds the result: :math:`\operatorname{sign}(a)\max(|a| - \mu, 0)`.
     Tied inputs always share a cluster.
 
-    **Accuracy.** Sums are accumulated in float64 after subtracting the row median.
-    For float64 data the error is at most a few units of :math:`2^{-53} d \max_i
-    |w_i - \operatorname{median}(w)|` plus the same relative to :math:`\lambda`, and in
-    practice a few ulp. For float32 data each output is within one float32 ulp of the
+    **Accuracy.** Sums are accumulated in float64. The ``numba`` backend sums each
+    block relative to its own middle element, so for float64 data each output of an
+    exact cluster :math:`B` is within one ulp plus a few units of :math:`2^{-53} |B|
+    (s_B + \lambda)` of the exact prox, :math:`s_B` the largest distance from a
+    member's weight to the cluster's value: the rest of the row, however large, does
+    not matter. In practice the result is correctly rounded or one ulp off. The ``cuda``
+    backend sums relative to the row median; its error is at most a few units of
+    :math:`2^{-53} d \max_i |w_i - \operatorname{median}(w)|` plus the same relative to
+    :math:`\lambda`. For float32 data each output is within one float32 ulp of the
     exact prox of the float32 input (plus the float64 error above); the number of
     clusters in float32 is decided by rounding and is not promised to be exact.
     Integer-valued data with an integer :math:`\lambda/(d-1)` is pooled exactly while

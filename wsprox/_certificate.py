@@ -44,8 +44,9 @@ class Certificate:
 def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     r"""Check that ``x`` is the prox of ``w`` (with ``l1 = 0``) without solving anything.
 
-    Verifies the optimality conditions of the isotonic-regression form of the prox in
-    :math:`O(d \log d)` (one sort) and :math:`O(d)` memory per problem, in float64.
+    Verifies the optimality conditions of the isotonic-regression form of the prox, and
+    that no weight moved by more than ``lam``, in :math:`O(d \log d)` (one sort) and
+    :math:`O(d)` memory per problem, in float64.
 
     Parameters
     ----------
@@ -123,6 +124,19 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     sums are float64 after subtracting the median of ``w`` (the prox is
     shift-equivariant), so rounding in the certificate itself stays near
     :math:`d \cdot 2^{-53} \sum_k |z_k - x_k|`.
+
+    The partial sums are checked against a tolerance set by the whole row, so they cannot
+    see errors in values far smaller than the row's spread (say, two weights near 0 in a
+    row whose median is :math:`10^{17}`). A fifth condition, necessary for the prox by
+    Moreau's identity (:math:`w - x` lies in :math:`\lambda` times the permutahedron, so
+    no weight moves by more than :math:`\lambda`), is checked with a tolerance local to
+    each cluster :math:`B` of ``x`` (a run of equal values):
+
+    5. :math:`|x_k - w_{(k)}| \le \lambda + \mathrm{rtol}\,(\lambda + s_B) + 2
+       \varepsilon_x |x_k| + 2 \varepsilon_{64} (|w_{(k)}| + \lambda + 2 |B|\, s_B)`,
+
+    with :math:`s_B` the range of the weights in :math:`k`'s cluster. A violation of
+    condition 5 is reported, like the others, in units of its tolerance.
 
     Because condition 3 applies at every strict increase, the clusters of ``x`` must be
     exactly tied (as every wsprox backend returns them): a solution whose tied values
@@ -203,4 +217,25 @@ def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float,
     result = worst.max(axis=1)
     if d > 1:
         result = np.maximum(result, np.maximum(complementary.max(axis=1), decrease.max(axis=1)))
-    return result
+    return np.maximum(result, _displacement_violations(ws, xs, lam, rtol, eps_x).max(axis=1))
+
+
+def _displacement_violations(ws: np.ndarray, xs: np.ndarray, lam: float, rtol: float, eps_x: float) -> np.ndarray:
+    """Condition 5, ``|x_k - w_k| <= lam``, in units of a tolerance local to each cluster of ``x``.
+
+    ``ws`` and ``xs`` are sorted by ``w`` (rows are problems). A cluster is a run of equal
+    ``xs``; its spread is the range of its weights.
+    """
+    n, d = ws.shape
+    starts = np.ones((n, d), dtype=bool)
+    starts[:, 1:] = xs[:, 1:] != xs[:, :-1]
+    first = np.flatnonzero(starts)
+    cluster = np.cumsum(starts.reshape(-1)) - 1
+    flat_w = ws.reshape(-1)
+    last = np.append(first[1:], flat_w.size) - 1
+    spread = (flat_w[last] - flat_w[first])[cluster].reshape(n, d)  # ws is sorted within each row
+    size = (last - first + 1)[cluster].reshape(n, d).astype(np.float64)
+    tol = rtol * (lam + spread) + 2.0 * eps_x * np.abs(xs) + 2.0 * _EPS64 * (np.abs(ws) + lam + 2.0 * size * spread)
+    with np.errstate(over="ignore", invalid="ignore"):
+        excess = np.abs(xs - ws) - lam
+        return np.maximum(excess, 0.0) / (tol + 1e-300)

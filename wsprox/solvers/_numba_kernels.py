@@ -6,18 +6,20 @@ with ``v_k = lam (d - 1 - 2k) / (d - 1)``, mapped back through the sort.
 
 The velocity part of a block's sum has a closed form: over positions ``[a, b)`` of
 length ``n`` it is ``lam n (d - a - b) / (d - 1)``. So the stack keeps only float64 sums
-of ``x_k - c`` (``c`` the row's median, for accuracy), and only for merged blocks (a
-singleton's is read off the row). Two adjacent blocks ``L = [a, m)`` and ``R = [m, b)``
-pool exactly when their ``x`` means are close enough for the faster left block to catch
-up by time 1::
+``S = sum (x_k - x_r)`` relative to the block's middle element ``r = (a + b) // 2`` (a
+value inside the block, so the rounding is relative to the block's own spread), and only
+for merged blocks (a singleton's sum is 0). Two adjacent blocks ``L = [a, m)`` and
+``R = [m, b)`` pool exactly when their ``x`` means are close enough for the faster left
+block to catch up by time 1::
 
     mean_x(R) - mean_x(L) <= lam (n_L + n_R) / (d - 1)
-    <=>  S_R n_L - S_L n_R <= drift n_L n_R (n_L + n_R),   drift = lam / (d - 1)
+    <=>  (x_{r_R} - x_{r_L}) n_L n_R + S_R n_L - S_L n_R <= drift n_L n_R (n_L + n_R)
 
-(cross-multiplied, no division in the loop), and a block's value is
-``S / n + drift (d - a - b) + c``. Ties pool (the ``<=``), so adjacent final blocks have
-strictly increasing means. Constant inputs come back unchanged, and integer-valued
-inputs with an integer ``drift`` are pooled exactly while products stay below 2**53.
+with ``drift = lam / (d - 1)`` (cross-multiplied, no division in the loop), and a block's
+value is ``S / n + drift (d - a - b) + x_r``. Ties pool (the ``<=``, and equal values
+without a test), so adjacent final blocks have strictly increasing means. Constant
+inputs come back unchanged, and integer-valued inputs with an integer ``drift`` are
+pooled exactly while products stay below 2**53.
 
 Two ways through a row: :func:`prox_row` packs, radix-sorts and solves it in one
 compiled call (:func:`prox_rows` runs chunks of rows on numba's thread pool); or the
@@ -138,40 +140,49 @@ def overflow_guard(xs, lam, l1):
 
 
 @njit(cache=True, nogil=True)
-def pool_blocks(xs, unit, drift, center, bounds, sums):
+def pool_blocks(xs, unit, drift, bounds, sums):
     """Pool adjacent violators over the sorted row ``xs``; return the number of merged blocks.
 
     Only blocks of two or more elements are stored: merged block ``j`` covers positions
-    ``[bounds[2 j], bounds[2 j + 1])`` and ``sums[j]`` is the float64 sum of
-    ``unit * xs - center`` over it (so ``bounds`` needs ``d`` entries and ``sums``
-    ``d // 2``). Every other position is a block of its own. ``drift`` is
-    ``lam / (d - 1)`` and ``center`` the median, in the same units.
+    ``[a, b) = [bounds[2 j], bounds[2 j + 1])`` and ``sums[j]`` is the float64 sum of
+    ``unit (xs[k] - xs[r])`` over it, relative to the block's middle element ``r = (a +
+    b) // 2`` (so ``bounds`` needs ``d`` entries and ``sums`` ``d // 2``). Every other
+    position is a block of its own. ``drift`` is ``lam / (d - 1)``, in the same units.
+
+    Sums relative to a value inside the block keep the rounding relative to the block's
+    own spread: far-away values of the row (huge or tiny) never cancel against it.
+    Tied values always pool (exact PAVA pools them too), so they share an output
+    whatever the rounding.
 
     The open block lives in registers and reaches the arrays only when it is closed
     with two or more elements. So the common step of most rows (a singleton that does
-    not pool) stores nothing, and a singleton's sum is recomputed from ``xs`` when a
-    later block reaches it.
+    not pool) stores nothing, and a singleton's sum (0) and reference (itself) need no
+    storage.
     """
     d = xs.shape[0]
-    top = 0  # merged blocks 0..top-1 are in the arrays; the open block is (s_open, n_open) from `start_open`
-    s_open = np.float64(xs[0]) * unit - center
-    n_open = np.float64(1.0)
+    top = 0  # merged blocks 0..top-1 are in the arrays; the open block is [start_open, k), sum s_open about r_open
     start_open = 0
+    r_open = np.float64(xs[0]) * unit
+    s_open = np.float64(0.0)
+    n_open = np.float64(1.0)
     for k in range(1, d):
-        s = np.float64(xs[k]) * unit - center
-        if s * n_open - s_open > drift * n_open * (n_open + 1.0):
+        x = np.float64(xs[k]) * unit
+        if xs[k] != xs[k - 1] and (x - r_open) * n_open - s_open > drift * n_open * (n_open + 1.0):
             if n_open > 1.0:  # no merge: close the open block (stored if merged), open a singleton
                 bounds[2 * top] = start_open
                 bounds[2 * top + 1] = k
                 sums[top] = s_open
                 top += 1
-            s_open = s
-            n_open = np.float64(1.0)
             start_open = k
+            r_open = x
+            s_open = np.float64(0.0)
+            n_open = np.float64(1.0)
             continue
-        s += s_open
-        n = n_open + 1.0
         start = start_open
+        end = k + 1
+        r = np.float64(xs[(start + end) // 2]) * unit
+        s = s_open + n_open * (r_open - r) + (x - r)
+        n = n_open + 1.0
         while start > 0:  # the block to the left: the last merged one if it ends here, else a singleton
             stored = top > 0 and bounds[2 * top - 1] == start
             if stored:
@@ -179,18 +190,22 @@ def pool_blocks(xs, unit, drift, center, bounds, sums):
                 s_left = sums[top - 1]
             else:
                 left_start = start - 1
-                s_left = np.float64(xs[left_start]) * unit - center
+                s_left = np.float64(0.0)
+            r_left = np.float64(xs[(left_start + start) // 2]) * unit
             n_left = np.float64(start - left_start)
-            if s * n_left - s_left * n > drift * n_left * n * (n_left + n):
+            if (r - r_left) * n_left * n + s * n_left - s_left * n > drift * n_left * n * (n_left + n):
                 break
-            s += s_left
-            n += n_left
             start = left_start
+            r_new = np.float64(xs[(start + end) // 2]) * unit
+            s += n * (r - r_new) + s_left + n_left * (r_left - r_new)
+            r = r_new
+            n += n_left
             if stored:
                 top -= 1
+        start_open = start
+        r_open = r
         s_open = s
         n_open = n
-        start_open = start
     if n_open > 1.0:
         bounds[2 * top] = start_open
         bounds[2 * top + 1] = d
@@ -210,28 +225,27 @@ def soft_threshold(m, l1):
 
 
 @njit(cache=True, nogil=True)
-def expand_blocks(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, want_labels):
+def expand_blocks(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, want_labels):
     """Write each block's value (and cluster id) to the original positions of its elements.
 
     The blocks are the merged ones of :func:`pool_blocks` and the singletons between
-    them. Values are ``mean + drift (d - a - b) + center`` for a merged block over
-    ``[a, b)`` and ``x + v`` directly for a singleton (no cancellation against the
-    median in rows of huge dynamic range), made non-decreasing (guarding against
-    rounding), soft-thresholded by ``l1``, scaled back by ``1 / unit`` (a power of two:
-    exact) and cast to ``out.dtype``; cluster ids count distinct cast values in
-    increasing order.
+    them. Values are ``S / n + drift (d - a - b) + x_r`` for a merged block over
+    ``[a, b)`` (``x_r`` its middle element) and ``x + v`` directly for a singleton,
+    made non-decreasing (guarding against rounding), soft-thresholded by ``l1``, scaled
+    back by ``1 / unit`` (a power of two: exact) and cast to ``out.dtype``; cluster ids
+    count distinct cast values in increasing order.
     """
     # One call site per combination of the two switches, each with constant switches,
     # so that the compiled loop carries no test of them (worth a third of its time).
     if l1 > 0.0:
         if want_labels:
-            _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, True, True)
+            _expand(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, True, True)
         else:
-            _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, True, False)
+            _expand(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, True, False)
     elif want_labels:
-        _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, False, True)
+        _expand(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, False, True)
     else:
-        _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, False, False)
+        _expand(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, False, False)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -251,7 +265,7 @@ def _output_value(m, previous, previous_cast, label, first, l1, scale, out, with
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labels, with_l1, want_labels):
+def _expand(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, with_l1, want_labels):
     """The loops of :func:`expand_blocks`; ``with_l1`` and ``want_labels`` are constants at each call."""
     d = perm.shape[0]
     scale = 1.0 / unit
@@ -272,7 +286,8 @@ def _expand(xs, perm, unit, drift, l1, center, bounds, sums, n_merged, out, labe
         if j == n_merged:
             break
         end = bounds[2 * j + 1]
-        m = sums[j] / np.float64(end - start) + drift * np.float64(d - start - end) + center
+        reference = np.float64(xs[(start + end) // 2]) * unit
+        m = sums[j] / np.float64(end - start) + drift * np.float64(d - start - end) + reference
         value, previous, label = _output_value(m, previous, previous_cast, label, start == 0, l1, scale, out, with_l1)
         previous_cast = value
         if want_labels:
@@ -317,12 +332,9 @@ def prox_sorted_values(xs, perm, block_end, block_sum, lam, l1, out, labels, wan
     """Prox of one row from its sorted values ``xs`` and sort permutation ``perm``."""
     d = xs.shape[0]
     unit = overflow_guard(xs, lam, l1)
-    center = np.float64(xs[d // 2]) * unit
     drift = lam * unit / np.float64(d - 1) if d > 1 else 0.0
-    n_merged = pool_blocks(xs, unit, drift, center, block_end, block_sum)
-    expand_blocks(
-        xs, perm[:d], unit, drift, l1 * unit, center, block_end, block_sum, n_merged, out, labels, want_labels
-    )
+    n_merged = pool_blocks(xs, unit, drift, block_end, block_sum)
+    expand_blocks(xs, perm[:d], unit, drift, l1 * unit, block_end, block_sum, n_merged, out, labels, want_labels)
 
 
 @njit(cache=True, nogil=True)
