@@ -559,3 +559,19 @@ def test_non_native_byte_order_accepted_everywhere(dtype):
     x = wsprox.prox(w, 1.0)
     np.testing.assert_array_equal(x, wsprox.prox(native, 1.0))
     assert wsprox.certify(w, x.astype(dtype) if w.dtype.kind == "f" else x, 1.0).ok
+
+
+def test_cuda_unavailable_without_numba_cuda(monkeypatch):
+    """numba's built-in numba.cuda is not enough (its simulator fails inside the backend): the backend
+    must report numba-cuda missing, also with NUMBA_ENABLE_CUDASIM=1."""
+    import importlib.util
+
+    from wsprox.solvers import cuda_backend
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real_find_spec(name, *a)
+    )
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    ok, reason = cuda_backend.availability()
+    assert not ok and "numba-cuda" in reason

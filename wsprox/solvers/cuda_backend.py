@@ -124,7 +124,9 @@ def simulator_enabled() -> bool:
 
 def availability() -> tuple[bool, str | None]:
     """``(ok, reason)``: numba-cuda importable, a GPU (or the simulator), a device sort provider."""
-    if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba.cuda") is None:
+    # numba's own numba.cuda (deprecated, no longer maintained) imports without numba-cuda but
+    # lacks parts of the API the backend uses, also in the simulator: require numba-cuda itself
+    if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba_cuda") is None:
         return False, "numba-cuda is not installed: pip install 'wsprox[cuda]' (or pip install numba-cuda)"
     try:
         from numba import cuda
