@@ -105,11 +105,13 @@ def test_cpu_zero_copy(monkeypatch):
 # --------------------------------------------------------------------------- autograd
 
 
+@pytest.mark.parametrize("check", [torch.autograd.gradcheck, torch.autograd.gradgradcheck])
 @pytest.mark.parametrize("dim", [None, 1])
 @pytest.mark.parametrize("l1", [0.0, 0.2])
-def test_gradcheck(dim, l1):
+def test_gradcheck(check, dim, l1):
+    """First derivatives, and (gradgradcheck) the backward's own derivative: double backward works."""
     t = randn(4, 9, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a: wt.prox(a, 0.6, l1=l1, dim=dim), (t,), eps=1e-7, atol=1e-6)
+    assert check(lambda a: wt.prox(a, 0.6, l1=l1, dim=dim), (t,), eps=1e-7, atol=1e-6)
 
 
 def test_vjp_against_finite_differences():
@@ -371,3 +373,228 @@ def test_clusters_with_dim_tie_only_within_rows():
         ws.load_state_dict({**ws.state_dict(), "dim": 5})
     with pytest.raises(IndexError, match="out of range"):
         wt.TiedWeights(opt, [("q", q, clusters)], dim=3)
+
+
+# --------------------------------------------------------------------------- torch.compile, higher order, torch.func
+
+COMPILE_SCRIPT = """
+import torch, wsprox.torch as wt
+
+def f(t):
+    return (wt.prox(t * 2, 0.5, l1=0.1) ** 2).sum() + wt.penalty(t)
+
+t = torch.linspace(-1, 1, 40, dtype=torch.float64).sin().requires_grad_(True)
+compiled = torch.compile(f, backend="eager")
+a = compiled(t)
+(ga,) = torch.autograd.grad(a, t)
+b = f(t)
+(gb,) = torch.autograd.grad(b, t)
+assert a.item() == b.item(), (a, b)
+assert torch.equal(ga, gb)
+with torch.no_grad():
+    assert torch.equal(compiled(t), f(t))
+print("ok")
+"""
+
+
+def test_torch_compile_in_fresh_process(tmp_path):
+    """Dynamo must not trace into numba's first-call dispatch (it did, and crashed)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    # the wsprox this process tests, whether installed or checked out (the empty cwd adds nothing)
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(wsprox.__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_hessian_vector_product_is_jt_j():
+    t = randn(30, requires_grad=True)
+    v = randn(30)
+    loss = (wt.prox(t, 1.5, l1=0.2) ** 2).sum()
+    (g,) = torch.autograd.grad(loss, t, create_graph=True)
+    (hv,) = torch.autograd.grad(g, t, v)
+    x, labels = wt.prox(t.detach(), 1.5, l1=0.2, return_clusters=True)
+    same = (labels[:, None] == labels[None, :]).double()
+    jac = same / same.sum(1, keepdim=True) * (x != 0).double()[:, None]  # dx_i/dt_j
+    assert 1 < len(torch.unique(labels)) < 30 and bool((x == 0).any())  # both the averaging and the mask
+    torch.testing.assert_close(hv, 2 * jac.T @ jac @ v, rtol=0, atol=1e-12)
+    assert float(hv.abs().max()) > 0.1
+    # the prox itself is piecewise linear: its second derivative is zero
+    x = wt.prox(t, 1.5, l1=0.2)
+    w = v.clone().requires_grad_(True)
+    (vjp,) = torch.autograd.grad(x, t, w, create_graph=True)
+    second, d_w = torch.autograd.grad((vjp * v).sum(), (t, w), allow_unused=True, materialize_grads=True)
+    assert float(second.abs().max()) == 0.0
+    torch.testing.assert_close(d_w, jac @ v, rtol=0, atol=1e-12)  # the VJP is linear in the incoming gradient
+
+
+def test_torch_func_grad_jvp_and_forward_ad():
+    from torch.func import grad, hessian, jacfwd, jacrev, jvp
+
+    t = randn(12)
+    u = randn(12)
+
+    def loss(a):
+        return (wt.prox(a, 1.0, l1=0.1) ** 2).sum()
+
+    tg = t.clone().requires_grad_(True)
+    loss(tg).backward()
+    torch.testing.assert_close(grad(loss)(t), tg.grad, rtol=0, atol=0)
+    jr = jacrev(lambda a: wt.prox(a, 1.0, l1=0.1))(t)
+    jf = jacfwd(lambda a: wt.prox(a, 1.0, l1=0.1))(t)
+    torch.testing.assert_close(jf, jr, rtol=0, atol=1e-15)
+    torch.testing.assert_close(jf, jf.T, rtol=0, atol=0)  # the Jacobian is symmetric
+    x, x_dot = jvp(lambda a: wt.prox(a, 1.0, l1=0.1), (t,), (u,))
+    torch.testing.assert_close(x, wt.prox(t, 1.0, l1=0.1), rtol=0, atol=0)
+    torch.testing.assert_close(x_dot, jr @ u, rtol=0, atol=1e-14)
+    torch.testing.assert_close(hessian(loss)(t), 2 * jr.T @ jr, rtol=0, atol=1e-14)
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level():
+        dual = wt.prox(fwad.make_dual(t, u), 1.0, l1=0.1)
+        torch.testing.assert_close(fwad.unpack_dual(dual).tangent, x_dot, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_torch_func_vmap_matches_dim(dtype):
+    from torch.func import grad, vmap
+
+    batch = randn(5, 4, 6, dtype=dtype)
+    x, labels = vmap(lambda a: wt.prox(a, 0.7, return_clusters=True))(batch)
+    for k in range(5):  # dim=None per sample: one problem over the whole sample
+        xk, lk = wt.prox(batch[k], 0.7, return_clusters=True)
+        torch.testing.assert_close(x[k], xk, rtol=0, atol=0)
+        assert torch.equal(labels[k], lk)
+    per_row = vmap(lambda a: wt.prox(a, 0.7, dim=1), in_dims=2, out_dims=2)(batch.permute(1, 2, 0))
+    torch.testing.assert_close(per_row, wt.prox(batch.permute(1, 2, 0), 0.7, dim=1), rtol=0, atol=0)
+
+    def loss(a):
+        return (wt.prox(a, 0.7, l1=0.05) ** 3).sum()
+
+    per_sample = vmap(grad(loss))(batch)
+    for k in range(5):
+        torch.testing.assert_close(per_sample[k], grad(loss)(batch[k]), rtol=0, atol=0)
+    bad = batch.clone()
+    bad[2, 1, 3] = float("inf")
+    with pytest.raises(ValueError, match="must be finite"):
+        vmap(lambda a: wt.prox(a, 0.7))(bad)
+
+
+# --------------------------------------------------------------------------- gradient: lam = 0, half precisions
+
+
+@pytest.mark.parametrize("l1", [0.0, 0.5])
+def test_lam_zero_gradient_is_identity_with_ties(l1):
+    t = torch.tensor([1.0, 1.0, 2.0, 0.25, 0.25], dtype=torch.float64, requires_grad=True)
+    x = wt.prox(t, 0.0, l1=l1)
+    g = torch.tensor([1.0, 3.0, 5.0, 7.0, 9.0], dtype=torch.float64)
+    x.backward(g)
+    expected = g * (x.detach() != 0)
+    assert t.grad.tolist() == expected.tolist()
+    assert t.grad.tolist() == ([1.0, 3.0, 5.0, 7.0, 9.0] if l1 == 0 else [1.0, 3.0, 5.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("dtype, ulp", [(torch.float16, 2.0**-10), (torch.bfloat16, 2.0**-7)])
+def test_half_precision_gradient_uses_the_float32_blocks(dtype, ulp):
+    # velocities (lam, 0, -lam): in float32 the outputs 3/4 ulp, 1 and 1 + ulp/4 are three blocks;
+    # cast back, the last two are both 1, one group of equal value, but not one block
+    t = torch.tensor([0.0, 1.0, 1.0 + ulp], dtype=dtype, requires_grad=True)
+    lam = 0.75 * ulp
+    x, labels = wt.prox(t, lam, return_clusters=True)
+    assert x.dtype == dtype and x.tolist() == [0.75 * ulp, 1.0, 1.0]
+    assert labels.tolist() == [0, 1, 1]  # the returned labels: groups of equal value after the cast
+    _, blocks = wt.prox(t.detach().float(), lam, return_clusters=True)
+    assert blocks.tolist() == [0, 1, 2]
+    x.backward(torch.tensor([2.0, 1.0, 3.0], dtype=dtype))
+    assert t.grad.dtype == dtype and t.grad.tolist() == [2.0, 1.0, 3.0]  # not averaged to 2, 2
+
+
+@pytest.mark.parametrize("l1", [0.0, 0.1])
+def test_output_may_be_modified_in_place_before_backward(l1):
+    t = randn(20, requires_grad=True)
+    g = randn(20)
+    (expected,) = torch.autograd.grad(wt.prox(t, 1.0, l1=l1), t, g)
+    x = wt.prox(t, 1.0, l1=l1)
+    x.add_(1)
+    x.backward(g)
+    torch.testing.assert_close(t.grad, expected, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- layouts, devices, finite check
+
+
+def test_meta_and_sparse_tensors_are_refused():
+    meta = torch.ones(3, device="meta")
+    sparse = torch.ones(3).to_sparse()
+    for fn in (lambda a: wt.prox(a, 1.0), wt.penalty):
+        with pytest.raises(ValueError, match="t is on device meta; wsprox supports CPU and CUDA tensors"):
+            fn(meta)
+        with pytest.raises(TypeError, match=r"t has layout torch.sparse_coo; .*strided"):
+            fn(sparse)
+    with pytest.raises(TypeError, match="t has layout torch.sparse_csr"):
+        wt.prox(torch.eye(3).to_sparse_csr(), 1.0)
+
+
+def test_finite_check_syncs_once(monkeypatch):
+    calls = []
+    for name in ("item", "__bool__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, _f=original, _n=name: (calls.append(_n), _f(self))[1], raising=False
+        )
+    wt._check_finite(randn(100))
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------- hooks: duplicates, state
+
+
+def test_duplicate_parameters_are_refused():
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    w = model[0].weight
+    with pytest.raises(ValueError, match="same tensor twice, as 'a' and 'b'"):
+        wt.WeightSharing(opt, [("a", w), ("b", w)], 1.0)
+    with pytest.raises(ValueError, match="same tensor twice, as 'param0' and 'param2'"):
+        wt.WeightSharing(opt, [w, model[2].weight, w], 1.0)
+    with pytest.raises(ValueError, match="same tensor twice, as 'a' and 'b'"):
+        wt.WeightSharing(opt, [("a", w), ("b", w.data)], 1.0)
+    labels = torch.zeros(w.shape, dtype=torch.int64)
+    with pytest.raises(ValueError, match="same tensor twice, as 'a' and 'b'"):
+        wt.TiedWeights(opt, [("a", w, labels), ("b", w, labels)])
+    with pytest.raises(ValueError, match="same tensor twice, as 'param0' and 'param1'"):
+        wt.TiedWeights(opt, [(w, labels), (w, labels)])
+    # empty tensors share no elements
+    e1, e2 = torch.nn.Parameter(torch.empty(0)), torch.nn.Parameter(torch.empty(0))
+    wt.WeightSharing(torch.optim.SGD([e1, e2], lr=0.1), [e1, e2], 1.0).remove()
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ({"rho": 1.5}, ValueError),
+        ({"l1": -1.0}, ValueError),
+        ({"dim": 7}, IndexError),
+        ({"steps": -1}, ValueError),
+        ({"steps": 2.5}, TypeError),
+        ({"steps": True}, TypeError),
+        ({"steps": "3"}, TypeError),
+    ],
+)
+def test_failed_load_state_dict_changes_nothing(bad, error):
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ws = wt.WeightSharing(opt, [("w", model[0].weight)], 3.0, rho=0.25)
+    ws.apply()
+    before = ws.state_dict()
+    with pytest.raises(error):
+        ws.load_state_dict({"lam": 9.0, "l1": 0.5, "dim": 1, "rho": 0.5, "steps": 4, **bad})
+    assert ws.state_dict() == before
+    ws.load_state_dict({"lam": 9.0, "l1": 0.5, "dim": 1, "rho": 0.5, "steps": np.int64(4)})
+    assert ws.state_dict() == {"lam": 9.0, "l1": 0.5, "dim": 1, "rho": 0.5, "steps": 4}
+    ws.remove()

@@ -10,12 +10,19 @@
 
 CPU tensors are handed to the numba backend as numpy views (no copy; non-contiguous
 tensors are fine) and the result wraps the backend's output array (no copy). CUDA tensors
-go to the ``cuda`` backend zero-copy, on the current stream. Supports torch >= 2.1 (the
-``torch`` extra's floor) and is tested with torch 2.13 (CPU build). Importing :mod:`wsprox`
-never imports torch; importing :mod:`wsprox.torch` does.
+go to the ``cuda`` backend zero-copy, on the current stream. Only dense (strided) CPU and
+CUDA tensors are accepted. Supports torch >= 2.1 (the ``torch`` extra's floor) and is
+tested with torch 2.13 (CPU build). Importing :mod:`wsprox` never imports torch; importing
+:mod:`wsprox.torch` does.
+
+:func:`prox` works inside ``torch.compile`` (the backend call runs eagerly, a graph
+break), supports double backward, forward-mode AD and the :mod:`torch.func` transforms
+``grad``, ``vjp``, ``jvp``, ``vmap`` and their compositions (``jacrev``, ``hessian``, ...).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -38,6 +45,10 @@ _UNSUPPORTED = tuple(
 def _check_tensor(t, name="t") -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} has layout {t.layout}; wsprox supports dense (torch.strided) tensors")
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} is on device {t.device}; wsprox supports CPU and CUDA tensors")
     if t.is_complex() or t.dtype in _UNSUPPORTED:
         raise TypeError(f"{name} has unsupported dtype {t.dtype}; expected a real floating, integer or bool dtype")
 
@@ -52,30 +63,74 @@ def _normalize_dim(dim, ndim) -> int | None:
     return int(dim) % ndim
 
 
+def _opaque(fn):
+    """``fn``, run eagerly under ``torch.compile`` (numpy/numba calls and host syncs are not traced).
+
+    Outside compilation ``fn`` is called directly: no import of ``torch._dynamo`` (about a
+    second) and no per-call cost. While dynamo traces, the call goes through
+    ``torch.compiler.disable`` (a graph break). Torch versions without
+    ``torch.compiler.is_compiling`` get ``torch.compiler.disable(fn)`` itself.
+    """
+    compiler = getattr(torch, "compiler", None)
+    is_compiling = getattr(compiler, "is_compiling", None)
+    if is_compiling is None:
+        disable = getattr(compiler, "disable", None)
+        return fn if disable is None else disable(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        if not is_compiling():
+            return fn(*args)
+        return torch.compiler.disable(fn)(*args)
+
+    return call
+
+
 def _check_finite(t, name="t") -> None:
     if t.is_floating_point() and t.numel():
         low, high = torch.aminmax(t.detach())  # NaN propagates; no d-sized temporary
-        if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
-            bad = ~torch.isfinite(t)
+        if not torch.isfinite(torch.stack((low, high))).all().item():  # one host sync
+            bad = ~torch.isfinite(t.detach())
             first = np.unravel_index(int(bad.reshape(-1).nonzero()[0, 0]), tuple(t.shape))
             raise ValueError(nonfinite_message(name, int(bad.sum()), first))
+
+
+_check_finite_opaque = _opaque(_check_finite)  # for penalty; prox checks inside its opaque part
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _is_transformed(t: torch.Tensor) -> bool:
+    """True for a tensor wrapped by a :mod:`torch.func` transform (vmap, grad, jvp)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    check = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    return bool(check is not None and check(t))
+
+
+def _has_tangent(t: torch.Tensor) -> bool:
+    """True for a dual tensor of :mod:`torch.autograd.forward_ad`."""
+    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
 
 
 # --------------------------------------------------------------------------- forward
 
 
-def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_labels: bool):
-    """Prox (and cluster ids if wanted, else None) of a validated tensor, on ``t``'s device.
+def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_blocks: bool, want_mask: bool):
+    """Prox, blocks and nonzero mask of a validated tensor, on ``t``'s device.
 
-    CPU tensors are passed to :func:`wsprox.prox` as numpy views and the result wraps the
-    returned array; CUDA tensors are passed as they are (zero-copy, current stream). With
-    ``dim=None`` a dense but permuted tensor (e.g. a transposed weight) is handed over in
-    memory order, a permutation the whole-tensor prox commutes with, so no copy is made.
+    Returns ``(x, blocks, mask)``. ``blocks`` (if wanted, else None) are the cluster ids
+    of the computation before any cast to a half precision; ``mask`` (if wanted, else
+    None) is ``x != 0`` of that computation. CPU tensors are passed to :func:`wsprox.prox`
+    as numpy views and the result wraps the returned array; CUDA tensors are passed as
+    they are (zero-copy, current stream). float16 and bfloat16 are computed in float32
+    (a float32 copy; numpy and the kernels have no bfloat16, and the backends compute
+    float16 in float32 too) and the result is cast back. With ``dim=None`` a dense but
+    permuted tensor (e.g. a transposed weight) is handed over in memory order, a
+    permutation the whole-tensor prox commutes with, so no copy is made.
     """
-    if t.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"t is on device {t.device}; wsprox supports CPU and CUDA tensors")
+    _check_finite(t)
     src = t.detach()
-    if src.dtype == torch.bfloat16:  # numpy and the kernels have no bfloat16: compute in float32
+    if src.dtype in _HALF:
         src = src.float()
     order = None
     if dim is None and src.dim() > 1 and not src.is_contiguous():
@@ -90,21 +145,20 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_lab
         l1=l1,
         axis=dim,
         backend=backend,
-        return_clusters=want_labels,
+        return_clusters=want_blocks,
     )
-    x, labels = result if want_labels else (result, None)
+    x, blocks = result if want_blocks else (result, None)
     x = torch.as_tensor(x, device=t.device)
-    if labels is not None:
-        labels = torch.as_tensor(labels, device=t.device)
+    if blocks is not None:
+        blocks = torch.as_tensor(blocks, device=t.device)
     if order is not None:
         inverse = [order.index(a) for a in range(len(order))]
         x = x.permute(inverse)
-        labels = None if labels is None else labels.permute(inverse)
-    if t.dtype == torch.bfloat16:
-        x = x.to(torch.bfloat16)
-        if labels is not None:  # groups of equal value after the cast, as for every dtype
-            labels = _labels_from_values(x, dim)
-    return x, labels
+        blocks = None if blocks is None else blocks.permute(inverse)
+    mask = (x != 0) if want_mask else None
+    if t.dtype in _HALF:
+        x = x.to(t.dtype)
+    return x, blocks, mask
 
 
 def _labels_from_values(x: torch.Tensor, dim) -> torch.Tensor:
@@ -113,9 +167,9 @@ def _labels_from_values(x: torch.Tensor, dim) -> torch.Tensor:
     if rows.numel() == 0:
         return torch.zeros(x.shape, dtype=torch.int64, device=x.device)
     values, order = torch.sort(rows, dim=1, stable=True)
-    starts = torch.zeros(rows.shape, dtype=torch.int64, device=x.device)
-    starts[:, 1:] = values[:, 1:] != values[:, :-1]
-    labels = torch.empty_like(order).scatter_(1, order, torch.cumsum(starts, dim=1))
+    # out-of-place ops only, so that this also runs under torch.func.vmap
+    starts = torch.cat((torch.zeros_like(order[:, :1]), (values[:, 1:] != values[:, :-1]).to(torch.int64)), dim=1)
+    labels = torch.zeros_like(order).scatter(1, order, torch.cumsum(starts, dim=1))
     return _unmove(labels.reshape(-1), x, dim)
 
 
@@ -171,24 +225,89 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     return _unmove((sums / counts.clamp_min(1))[ids].to(values.dtype), values, dim)
 
 
+def _block_mean(values: torch.Tensor, blocks: torch.Tensor, dim) -> torch.Tensor:
+    """:func:`cluster_mean` for the backend's blocks, differentiable in ``values``, no host sync.
+
+    The blocks of one problem are numbered below its size ``d``, so problem ``k``'s
+    blocks get the ids ``k d .. k d + d - 1``: buffers of ``values.numel()`` entries hold
+    every sum without counting the blocks first.
+    """
+    n = values.numel()
+    if n == 0:
+        return values
+    ids = _moved_flat(blocks, dim)
+    if dim is not None:
+        d = values.shape[dim]
+        ids = (ids.reshape(-1, d) + torch.arange(0, n, d, device=ids.device)[:, None]).reshape(-1)
+    flat = _moved_flat(values, dim).to(torch.float64)
+    sums = torch.zeros(n, dtype=torch.float64, device=values.device).index_add(0, ids, flat)
+    counts = torch.zeros(n, dtype=torch.float64, device=values.device).index_add(0, ids, torch.ones_like(flat))
+    return _unmove((sums / counts.clamp_min(1)).index_select(0, ids).to(values.dtype), values, dim)
+
+
+def _prox_derivative(v: torch.Tensor, lam: float, blocks, mask, dim) -> torch.Tensor:
+    """The Jacobian of the prox (symmetric) applied to ``v``, with differentiable ops."""
+    out = v if lam == 0 else _block_mean(v, blocks, dim)
+    if mask is not None:
+        out = out * mask  # clusters thresholded to zero do not move with the input
+    return out
+
+
 class _Prox(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, t, lam, l1, dim, backend):
-        x, labels = _forward(t, lam, l1, dim, backend, True)
-        ctx.dim = dim
-        ctx.l1 = l1
-        ctx.save_for_backward(x, labels)
-        ctx.mark_non_differentiable(labels)
-        return x, labels
+    """Outputs ``(x, blocks, mask)``; only ``x`` is differentiable (see :func:`_forward`)."""
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_x, grad_labels):
-        x, labels = ctx.saved_tensors
-        grad = cluster_mean(grad_x, labels, dim=ctx.dim)
-        if ctx.l1 > 0:
-            grad = grad * (x != 0)  # clusters thresholded to zero do not move with the input
-        return grad, None, None, None, None
+    def forward(t, lam, l1, dim, backend, want_blocks):
+        return _forward(t, lam, l1, dim, backend, want_blocks, l1 > 0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, lam, _, dim, _, _ = inputs
+        _, blocks, mask = output
+        ctx.mark_non_differentiable(*(o for o in (blocks, mask) if o is not None))
+        ctx.lam = lam
+        ctx.dim = dim
+        saved = (blocks if lam > 0 else None, mask)  # x itself is not needed: in-place edits of it are fine
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
+
+    @staticmethod
+    def backward(ctx, grad_x, grad_blocks, grad_mask):
+        blocks, mask = ctx.saved_tensors
+        return _prox_derivative(grad_x, ctx.lam, blocks, mask, ctx.dim), None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, t_dot, *_):
+        blocks, mask = ctx.saved_tensors
+        x_dot = _prox_derivative(t_dot, ctx.lam, blocks, mask, ctx.dim)
+        return (x_dot.clone() if x_dot is t_dot else x_dot), None, None
+
+    @staticmethod
+    def vmap(info, in_dims, t, lam, l1, dim, backend, want_blocks):
+        if in_dims[0] is None:
+            return _Prox.apply(t, lam, l1, dim, backend, want_blocks), (None, None, None)
+        batched = t.movedim(in_dims[0], 0)
+        if dim is None:  # one problem per sample: its rows
+            rows = batched.reshape(batched.shape[0], -1)
+            outputs = _Prox.apply(rows, lam, l1, 1, backend, want_blocks)
+            outputs = tuple(None if o is None else o.reshape(batched.shape) for o in outputs)
+        else:
+            outputs = _Prox.apply(batched, lam, l1, dim + 1, backend, want_blocks)
+        return outputs, tuple(None if o is None else 0 for o in outputs)
+
+
+@_opaque
+def _compute(t, lam, l1, dim, backend, return_clusters):
+    """The prox and (if wanted) the user-facing labels, through autograd when needed."""
+    differentiable = t.is_floating_point() and ((t.requires_grad and torch.is_grad_enabled()) or _has_tangent(t))
+    if differentiable or _is_transformed(t):
+        x, blocks, _ = _Prox.apply(t, lam, l1, dim, backend, return_clusters or lam > 0)
+    else:
+        x, blocks, _ = _forward(t, lam, l1, dim, backend, return_clusters and t.dtype not in _HALF, False)
+    if not return_clusters:
+        return x, None
+    # groups of equal value after the cast to a half precision, as for every dtype
+    return x, (_labels_from_values(x.detach(), dim) if t.dtype in _HALF else blocks)
 
 
 def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
@@ -199,8 +318,9 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
     Parameters
     ----------
     t : torch.Tensor
-        CPU or CUDA tensor. float16/float32/float64 keep their dtype (bfloat16 is
-        computed in float32); integer and bool tensors give float64. Must be finite.
+        Dense (strided) CPU or CUDA tensor. float16/float32/float64/bfloat16 keep their
+        dtype (float16 and bfloat16 are computed in float32 and cast back); integer and
+        bool tensors give float64. Must be finite.
     lam, l1 : float
         Strengths ``>= 0`` of the weight-sharing and L1 terms.
     dim : int or None
@@ -209,7 +329,8 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
         ``"auto"`` (numba for CPU tensors, cuda for CUDA tensors) or a registered name.
     return_clusters : bool
         Also return the int64 cluster ids (groups of equal output value, ``0..K-1`` in
-        increasing order of value per problem).
+        increasing order of value per problem; for float16 and bfloat16, of equal value
+        after the cast back).
 
     Returns
     -------
@@ -218,6 +339,17 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
     labels : torch.Tensor
         Only with ``return_clusters=True``.
 
+    Raises
+    ------
+    TypeError
+        ``t`` not a tensor, not strided (e.g. sparse), or of an unsupported dtype; bad
+        types of the other arguments.
+    ValueError
+        ``t`` on a device other than CPU or CUDA (e.g. ``meta``), non-finite values,
+        negative or non-finite ``lam``/``l1``.
+    IndexError
+        ``dim`` out of range.
+
     Notes
     -----
     The prox is piecewise linear: inside a cluster :math:`B` every output is the mean of
@@ -225,8 +357,20 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
     w_j = 1/|B|` for :math:`i, j \in B` and 0 otherwise. The vector-Jacobian product
     therefore averages the incoming gradient over each cluster (the clusters of the
     forward pass, saved with it), and gives zero to clusters that the L1 term set to 0.
-    At the (measure-zero) inputs where a cluster is about to split or merge this is one
-    element of the Clarke generalized Jacobian. Once differentiable.
+    For float16 and bfloat16 these are the clusters of the float32 computation, so two
+    clusters that round to one half-precision value are not averaged together. With
+    ``lam = 0`` the prox is the identity (soft thresholding with ``l1 > 0``) and its
+    Jacobian the identity (times the mask of nonzero outputs), tied inputs or not. At
+    the (measure-zero) inputs where a cluster is about to split or merge this is one
+    element of the Clarke generalized Jacobian.
+
+    The Jacobian :math:`J` is symmetric, so forward mode (``jvp``) applies the same
+    average to the tangent. The backward pass is itself differentiable (it is linear in
+    the incoming gradient): the second derivative of the prox is 0, as for any piecewise
+    linear map, and Hessians of compositions are right, e.g. :math:`2 J^\top J` for
+    ``(prox(t) ** 2).sum()``. The output itself is not saved for backward (only its
+    clusters and, with ``l1 > 0``, the mask of its nonzero entries), so it may be
+    modified in place before ``backward``.
 
     Examples
     --------
@@ -244,11 +388,7 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
     dim = _normalize_dim(dim, t.dim())
     if not isinstance(return_clusters, bool):
         raise TypeError(f"return_clusters must be a bool, got {type(return_clusters).__name__}")
-    _check_finite(t)
-    if t.requires_grad and t.is_floating_point() and torch.is_grad_enabled():
-        x, labels = _Prox.apply(t, lam, l1, dim, backend)
-    else:
-        x, labels = _forward(t, lam, l1, dim, backend, return_clusters)
+    x, labels = _compute(t, lam, l1, dim, backend, return_clusters)
     return (x, labels) if return_clusters else x
 
 
@@ -258,7 +398,7 @@ def penalty(t, *, dim=None):
     Parameters
     ----------
     t : torch.Tensor
-        Real floating tensor (CPU or CUDA).
+        Real floating, dense (strided) tensor on the CPU or a CUDA device. Must be finite.
     dim : int or None
         None: R of the whole tensor (a 0-d tensor). An int: R of every slice along
         ``dim`` (that dimension removed).
@@ -267,6 +407,16 @@ def penalty(t, *, dim=None):
     -------
     torch.Tensor
         In ``t``'s dtype, computed in float64.
+
+    Raises
+    ------
+    TypeError
+        ``t`` not a tensor, not strided (e.g. sparse) or not floating.
+    ValueError
+        ``t`` on a device other than CPU or CUDA (``meta`` included: the same rule as
+        :func:`prox`), or non-finite values.
+    IndexError
+        ``dim`` out of range.
 
     Notes
     -----
@@ -278,7 +428,7 @@ def penalty(t, *, dim=None):
     if not t.is_floating_point():
         raise TypeError(f"t must be a floating tensor for penalty, got {t.dtype}")
     dim = _normalize_dim(dim, t.dim())
-    _check_finite(t)
+    _check_finite_opaque(t)
     rows = t.reshape(1, -1) if dim is None else t.movedim(dim, -1)
     d = rows.shape[-1]
     if d <= 1:
@@ -330,7 +480,29 @@ def _named_params(params) -> list[tuple[str, torch.Tensor]]:
     names = [n for n, _ in named]
     if len(set(names)) != len(names):
         raise ValueError("params has duplicate names")
+    _check_distinct(named)
     return named
+
+
+def _memory_of(p: torch.Tensor):
+    """What identifies the elements of ``p`` (None for empty tensors, which hold none)."""
+    if p.numel() == 0:
+        return None
+    return (p.device, p.data_ptr(), tuple(p.shape), p.stride())
+
+
+def _check_distinct(named) -> None:
+    """Raise ValueError if one tensor (the same object, or a view of the same elements) is listed twice."""
+    seen_ids: dict[int, str] = {}
+    seen_memory: dict[tuple, str] = {}
+    for name, p in named:
+        memory = _memory_of(p)
+        first = seen_ids.get(id(p), seen_memory.get(memory) if memory is not None else None)
+        if first is not None:
+            raise ValueError(f"params lists the same tensor twice, as {first!r} and {name!r}; list it once")
+        seen_ids[id(p)] = name
+        if memory is not None:
+            seen_memory[memory] = name
 
 
 def _group_of(optimizer, p) -> dict:
@@ -359,7 +531,9 @@ class WeightSharing:
         Any optimizer; the hook is registered with ``register_step_post_hook``.
     params : iterable of torch.Tensor or of (str, torch.Tensor)
         The regularized parameters (e.g. ``model.named_parameters()`` filtered), all
-        optimized by ``optimizer``.
+        optimized by ``optimizer``, each listed once: a tensor listed twice (under two
+        names, or as two tensors with the same elements such as ``p`` and ``p.data``)
+        raises ValueError.
     lam : float
         Strength of :math:`R`.
     l1 : float, optional
@@ -392,23 +566,24 @@ class WeightSharing:
         self.params = _named_params(params)
         for _, p in self.params:
             _group_of(optimizer, p)
-        self._configure(lam=lam, l1=l1, dim=dim, rho=rho)
+        self.lam, self.l1, self.dim, self.rho = self._validated(lam=lam, l1=l1, dim=dim, rho=rho)
         self.backend = backend
         self.steps = 0
         self._clusters: dict[str, torch.Tensor] = {}
         self._metrics: dict[str, dict[str, float]] = {}
         self._handle = optimizer.register_step_post_hook(self._after_step)
 
-    def _configure(self, *, lam, l1, dim, rho):
-        self.lam = check_strength(lam, "lam")
-        self.l1 = check_strength(l1, "l1")
+    def _validated(self, *, lam, l1, dim, rho) -> tuple:
+        """The settings checked and normalized, as ``(lam, l1, dim, rho)``; assigns nothing."""
+        lam = check_strength(lam, "lam")
+        l1 = check_strength(l1, "l1")
         for _, p in self.params:
             _normalize_dim(dim, p.dim())
-        self.dim = None if dim is None else int(dim)
+        dim = None if dim is None else int(dim)
         rho = check_strength(rho, "rho")
         if rho >= 1:
             raise ValueError(f"rho must be in [0, 1), got {rho}")
-        self.rho = rho
+        return lam, l1, dim, rho
 
     def _after_step(self, optimizer, args, kwargs):
         self.apply()
@@ -452,12 +627,22 @@ class WeightSharing:
         return {"lam": self.lam, "l1": self.l1, "dim": self.dim, "rho": self.rho, "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what :meth:`state_dict` returned.
+
+        Everything is checked before anything is assigned: a state that raises
+        (KeyError, TypeError, ValueError or IndexError) leaves the object unchanged.
+        """
         missing = {"lam", "l1", "dim", "rho", "steps"} - set(state)
         if missing:
             raise KeyError(f"state_dict is missing {sorted(missing)}")
-        self._configure(lam=state["lam"], l1=state["l1"], dim=state["dim"], rho=state["rho"])
-        self.steps = int(state["steps"])
+        settings = self._validated(lam=state["lam"], l1=state["l1"], dim=state["dim"], rho=state["rho"])
+        steps = state["steps"]
+        if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+            raise TypeError(f"steps must be an int, got {type(steps).__name__}")
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        self.lam, self.l1, self.dim, self.rho = settings
+        self.steps = int(steps)
 
 
 class TiedWeights:
@@ -468,7 +653,8 @@ class TiedWeights:
     optimizer : torch.optim.Optimizer
         The optimizer of the retraining.
     params : iterable of (torch.Tensor, labels) or of (name, torch.Tensor, labels)
-        Parameters and their cluster ids (e.g. from :meth:`WeightSharing.clusters`).
+        Parameters and their cluster ids (e.g. from :meth:`WeightSharing.clusters`),
+        each parameter listed once (a tensor listed twice raises ValueError).
     dim : int or None, optional
         The problem layout of the labels: None (default) when ids are unique across the
         whole tensor (as :meth:`WeightSharing.clusters` returns them), an int when they
@@ -497,6 +683,7 @@ class TiedWeights:
             _group_of(optimizer, p)
             _normalize_dim(dim, p.dim())
             self.params.append((name, p, labels.to(p.device)))
+        _check_distinct([(name, p) for name, p, _ in self.params])
         self.apply()
         self._handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
 
