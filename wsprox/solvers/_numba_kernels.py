@@ -139,6 +139,12 @@ def overflow_guard(xs, lam, l1):
     return unit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def middle_value(xs, a, b, unit):
+    """The reference of block ``[a, b)``: its middle element ``xs[(a + b) // 2]``, in units of ``1 / unit``."""
+    return np.float64(xs[(a + b) // 2]) * unit
+
+
 @njit(cache=True, nogil=True)
 def pool_blocks(xs, unit, drift, bounds, sums):
     """Pool adjacent violators over the sorted row ``xs``; return the number of merged blocks.
@@ -180,7 +186,7 @@ def pool_blocks(xs, unit, drift, bounds, sums):
             continue
         start = start_open
         end = k + 1
-        r = np.float64(xs[(start + end) // 2]) * unit
+        r = middle_value(xs, start, end, unit)
         s = s_open + n_open * (r_open - r) + (x - r)
         n = n_open + 1.0
         while start > 0:  # the block to the left: the last merged one if it ends here, else a singleton
@@ -191,12 +197,12 @@ def pool_blocks(xs, unit, drift, bounds, sums):
             else:
                 left_start = start - 1
                 s_left = np.float64(0.0)
-            r_left = np.float64(xs[(left_start + start) // 2]) * unit
+            r_left = middle_value(xs, left_start, start, unit)
             n_left = np.float64(start - left_start)
             if (r - r_left) * n_left * n + s * n_left - s_left * n > drift * n_left * n * (n_left + n):
                 break
             start = left_start
-            r_new = np.float64(xs[(start + end) // 2]) * unit
+            r_new = middle_value(xs, start, end, unit)
             s += n * (r - r_new) + s_left + n_left * (r_left - r_new)
             r = r_new
             n += n_left
@@ -286,8 +292,7 @@ def _expand(xs, perm, unit, drift, l1, bounds, sums, n_merged, out, labels, with
         if j == n_merged:
             break
         end = bounds[2 * j + 1]
-        reference = np.float64(xs[(start + end) // 2]) * unit
-        m = sums[j] / np.float64(end - start) + drift * np.float64(d - start - end) + reference
+        m = sums[j] / np.float64(end - start) + drift * np.float64(d - start - end) + middle_value(xs, start, end, unit)
         value, previous, label = _output_value(m, previous, previous_cast, label, start == 0, l1, scale, out, with_l1)
         previous_cast = value
         if want_labels:
