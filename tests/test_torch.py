@@ -287,6 +287,33 @@ def test_rho_damping_keeps_clusters_and_zeros():
         wt.WeightSharing(opt, [p], 1.0, rho=1.0)
 
 
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_cluster_mean_against_numpy_groups(dim):
+    values = randn(6, 9, dtype=torch.float32)
+    labels = torch.from_numpy(np.random.default_rng(3).integers(0, 4, size=(6, 9)))
+    out = wt.cluster_mean(values, labels, dim=dim)
+    assert out.dtype == torch.float32 and out.shape == values.shape
+    v = values.double().numpy()
+    lab = labels.numpy()
+    expected = np.empty_like(v)
+    slices = (
+        [(slice(None), slice(None))]
+        if dim is None
+        else [(k, slice(None)) if dim == 1 else (slice(None), k) for k in range(v.shape[1 - dim])]
+    )
+    for sl in slices:
+        vs, ls, es = v[sl], lab[sl], expected[sl]
+        for k in np.unique(ls):
+            es[ls == k] = vs[ls == k].mean()
+    np.testing.assert_allclose(out.numpy(), expected, rtol=2e-7, atol=1e-7)  # float32 rounding of the float64 means
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        wt.cluster_mean(values, labels.double())
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        wt.cluster_mean(values, labels - 1)
+    with pytest.raises(ValueError, match="labels has shape"):
+        wt.cluster_mean(values, labels[:, :3])
+
+
 def test_hook_errors():
     model = make_model()
     opt = torch.optim.SGD(model[0].parameters(), lr=0.1)
@@ -483,6 +510,26 @@ def test_torch_func_vmap_matches_dim(dtype):
     bad[2, 1, 3] = float("inf")
     with pytest.raises(ValueError, match="must be finite"):
         vmap(lambda a: wt.prox(a, 0.7))(bad)
+
+
+def test_torch_func_penalty_vmap_and_grad():
+    from torch.func import grad, vmap
+
+    batch = randn(4, 3, 7, dtype=torch.float64)
+    per_sample = vmap(wt.penalty)(batch)
+    torch.testing.assert_close(per_sample, wt.penalty(batch.reshape(4, -1), dim=1), rtol=0, atol=0)
+    per_row = vmap(lambda a: wt.penalty(a, dim=1), in_dims=1)(batch)  # (3, 4): R of every batch[i, k, :]
+    torch.testing.assert_close(per_row, wt.penalty(batch, dim=2).T, rtol=0, atol=0)
+    grads = vmap(grad(wt.penalty))(batch)
+    for k in range(4):
+        flat = batch[k].reshape(-1)
+        ranks = torch.argsort(torch.argsort(flat)).to(torch.float64)
+        expected = (2 * ranks - (flat.numel() - 1)) / (flat.numel() - 1)
+        torch.testing.assert_close(grads[k].reshape(-1), expected, rtol=0, atol=1e-15)
+    bad = batch.clone()
+    bad[3, 2, 6] = float("nan")
+    with pytest.raises(ValueError, match=r"must be finite.*\(3, 2, 6\)"):
+        vmap(wt.penalty)(bad)
 
 
 # --------------------------------------------------------------------------- gradient: lam = 0, half precisions

@@ -87,11 +87,18 @@ def _opaque(fn):
 
 
 def _check_finite(t, name="t") -> None:
-    if t.is_floating_point() and t.numel():
-        low, high = torch.aminmax(t.detach())  # NaN propagates; no d-sized temporary
+    """ValueError if ``t`` holds NaN or infinity (one host sync).
+
+    Under a :mod:`torch.func` transform the check runs on the underlying plain tensor
+    (for vmap: all samples, index reported in the batched shape), since a transformed
+    tensor cannot be read on the host.
+    """
+    data = _unwrapped(t.detach())
+    if data.is_floating_point() and data.numel():
+        low, high = torch.aminmax(data)  # NaN propagates; no d-sized temporary
         if not torch.isfinite(torch.stack((low, high))).all().item():  # one host sync
-            bad = ~torch.isfinite(t.detach())
-            first = np.unravel_index(int(bad.reshape(-1).nonzero()[0, 0]), tuple(t.shape))
+            bad = ~torch.isfinite(data)
+            first = np.unravel_index(int(bad.reshape(-1).nonzero()[0, 0]), tuple(data.shape))
             raise ValueError(nonfinite_message(name, int(bad.sum()), first))
 
 
@@ -105,6 +112,15 @@ def _is_transformed(t: torch.Tensor) -> bool:
     functorch = getattr(torch._C, "_functorch", None)
     check = getattr(functorch, "is_functorch_wrapped_tensor", None)
     return bool(check is not None and check(t))
+
+
+def _unwrapped(t: torch.Tensor) -> torch.Tensor:
+    """The plain tensor under all :mod:`torch.func` wrappers of ``t`` (``t`` itself if none)."""
+    functorch = getattr(torch._C, "_functorch", None)
+    get = getattr(functorch, "get_unwrapped", None)
+    while get is not None and _is_transformed(t):
+        t = get(t)
+    return t
 
 
 def _has_tangent(t: torch.Tensor) -> bool:
@@ -218,11 +234,24 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     """
     if labels.shape != values.shape:
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {tuple(values.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError("labels must be >= 0")
     ids, n_clusters = _global_ids(labels.to(values.device), dim)
-    flat = _moved_flat(values, dim).to(torch.float64)
-    sums = torch.zeros(n_clusters, dtype=torch.float64, device=values.device).index_add_(0, ids, flat)
-    counts = torch.bincount(ids, minlength=n_clusters).to(torch.float64)
-    return _unmove((sums / counts.clamp_min(1))[ids].to(values.dtype), values, dim)
+    return _unmove(_segment_mean(_moved_flat(values, dim), ids, n_clusters), values, dim)
+
+
+def _segment_mean(flat: torch.Tensor, ids: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Every entry of the 1-D ``flat`` replaced by the float64 mean of its segment ``ids`` (< ``n_segments``).
+
+    Differentiable in ``flat`` (out-of-place ops only), no host sync; the result has
+    ``flat``'s dtype.
+    """
+    wide = flat.to(torch.float64)
+    sums = torch.zeros(n_segments, dtype=torch.float64, device=flat.device).index_add(0, ids, wide)
+    counts = torch.zeros(n_segments, dtype=torch.float64, device=flat.device).index_add(0, ids, torch.ones_like(wide))
+    return (sums / counts.clamp_min(1)).index_select(0, ids).to(flat.dtype)
 
 
 def _block_mean(values: torch.Tensor, blocks: torch.Tensor, dim) -> torch.Tensor:
@@ -239,10 +268,7 @@ def _block_mean(values: torch.Tensor, blocks: torch.Tensor, dim) -> torch.Tensor
     if dim is not None:
         d = values.shape[dim]
         ids = (ids.reshape(-1, d) + torch.arange(0, n, d, device=ids.device)[:, None]).reshape(-1)
-    flat = _moved_flat(values, dim).to(torch.float64)
-    sums = torch.zeros(n, dtype=torch.float64, device=values.device).index_add(0, ids, flat)
-    counts = torch.zeros(n, dtype=torch.float64, device=values.device).index_add(0, ids, torch.ones_like(flat))
-    return _unmove((sums / counts.clamp_min(1)).index_select(0, ids).to(values.dtype), values, dim)
+    return _unmove(_segment_mean(_moved_flat(values, dim), ids, n), values, dim)
 
 
 def _prox_derivative(v: torch.Tensor, lam: float, blocks, mask, dim) -> torch.Tensor:
