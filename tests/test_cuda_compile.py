@@ -85,6 +85,7 @@ def _signatures(types, dtype, pos):
     return {
         "k_tile": (x, flt, ti, tf, p, f64),
         "k_scan": (f64, f64),
+        "k_scan_offsets": (tf,),
         "k_scan_fields": (tf, i, i),
         "k_bridge": (i, flt, i, ti, p, f64, tf),
         "k_update": (i, p, ti),
@@ -109,6 +110,7 @@ def test_cuda_backend_kernels_compile(compiler, dtype):
             "k_tile": kern.NC,
             "k_levels": cuda_backend.FUSED_LEVEL_THREADS,
             "k_scan_fields": cuda_backend.SCAN_THREADS,
+            "k_scan_offsets": cuda_backend.SCAN_THREADS,
         }.get(name, kern.TPB)
         assert res["registers"] * threads <= 65536, (name, res)  # else the launch fails for lack of registers
         if name == "k_tile":

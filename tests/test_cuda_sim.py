@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from test_cuda_prototype import EXACT, FAMILIES, labels_of_values, make_family, pava_reference
+from test_cuda_prototype import EXACT, FAMILIES, labels_of_values, make_family, pava_reference, tile_tolerance
 
 import wsprox
 
@@ -425,6 +425,24 @@ def test_imminent_baseline(tiny, name):
             cuda_imminent.run_rows(dev, perm, lam, 0.0, False, 0, max_rounds=3, threads_per_block=4)
 
 
+@sim_only
+@pytest.mark.parametrize("lam", [1e-3, 0.3])
+def test_accuracy_does_not_grow_with_d(tiny, lam):
+    """225 tiles of 4, offsets scanned by 3 threads in runs: the compensated offsets and the
+    per-tile references of the kernels keep the error at the tile's scale (a plain scan of
+    sums relative to the median gave errors growing with the row's prefixes)."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(900) ** 3  # heavy tails: large prefixes of x - c
+    x = wsprox.prox(w, lam, backend="cuda")
+    x_ref, labels_ref = wsprox.prox(w, lam, backend="numba", return_clusters=True)
+    tol = tile_tolerance(w, x_ref, labels_ref, lam, tiny.TILE, np.float64)
+    err = np.abs(x - x_ref)
+    assert np.all(err <= tol), f"max error/tolerance {np.max(err / tol):.3g}"
+    from wsprox.solvers.cuda_prototype import prox_rows
+
+    assert np.all(np.abs(x - prox_rows(w.reshape(1, -1), lam, tile=4, chunk=2)[0][0]) <= tol)
+
+
 # ------------------------------------------------------------------------------ real GPU
 @pytest.mark.gpu
 @gpu_only
@@ -440,6 +458,23 @@ def test_gpu_agrees_with_numba_float32(d):
     certify = getattr(wsprox, "certify", None)
     if certify is not None:
         certify(w, 1e-2, x)
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("d", [10**6, 10**7])
+def test_gpu_float64_accuracy_does_not_grow_with_d(d):
+    from numba import cuda
+
+    from wsprox.solvers import cuda_backend
+
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal(d) ** 3
+    x = wsprox.prox(cuda.to_device(w), 1e-2).copy_to_host()
+    x_ref, labels_ref = wsprox.prox(w, 1e-2, backend="numba", return_clusters=True)
+    tol = tile_tolerance(w, x_ref, labels_ref, 1e-2, cuda_backend.TILE, np.float64)
+    err = np.abs(x - x_ref)
+    assert np.all(err <= tol), f"max error/tolerance {np.max(err / tol):.3g}"
 
 
 @pytest.mark.gpu

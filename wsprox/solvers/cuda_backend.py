@@ -28,8 +28,8 @@ Tunables (module constants read at every call, so tests can patch them):
 ``FUSED_LEVEL_PAIRS``, ``FUSED_LEVEL_THREADS``
     Bridge levels with at most that many merging pairs run in one launch of one block
     per row (that many threads), instead of two launches per level. At most 1024 threads,
-    and the block's registers must fit: ``k_levels`` uses 72 per thread on sm_90 (ptxas),
-    so at most 896 threads there.
+    and the block's registers must fit: ``k_levels`` uses 92 per thread on sm_90 (ptxas,
+    numba-cuda 0.30 with the CUDA 13 wheels), so at most 704 threads there.
 ``SCAN_THREADS``
     Threads of the block per row that scans per-tile values (tile totals of rows with
     more than ``2 * FUSED_LEVEL_PAIRS`` tiles, cluster-id counts): at most 1024, fewer
@@ -478,10 +478,8 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     from .cuda_kernels import (
         LBASE,
         LCNT,
-        OFF,
         TILE_FLOAT_FIELDS,
         TILE_INT_FIELDS,
-        TOT,
         get_kernels,
         n_levels,
         tile_shared_bytes,
@@ -531,7 +529,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
         vcum = work.empty((m, slots), np.float64)
         kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, ti, tf, vpos, vcum)
         if first_fused > 0:  # otherwise the scan is the first step of k_levels (or nt == 1: k_tile did it)
-            kern.k_scan_fields[(1, m), scan_threads, stream](tf, TOT, OFF)
+            kern.k_scan_offsets[(1, m), scan_threads, stream](tf)
         for level in range(first_fused):
             pairs = -(-nt // (2 << level))
             kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, ti, vpos, vcum, tf)

@@ -3,13 +3,14 @@
 They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_prototype`
 (read its docstring for the mathematics, the data layout and the depth/work bounds):
 
-1. :func:`k_tile` -- one thread block per tile: the block stages the tile's ``x - c`` in
-   shared memory (coalesced loads, float64); each thread runs a sequential PAVA on a chunk
+1. :func:`k_tile` -- one thread block per tile: the block stages the tile's ``x - ref``
+   (``ref`` the tile's middle element) in shared memory (coalesced loads, float64); each
+   thread runs a sequential PAVA on a chunk
    of ``CHUNK`` consecutive elements, with its stack in shared memory; the chunk hulls are
    merged in a bridge tree inside the block (the same device functions as stage 2, on
    shared arrays); the tile writes only its hull vertices.
-2. :func:`k_scan_fields` -- one thread block per row: exclusive float64 scan of the tile
-   totals into the tile offsets (a parallel block scan).
+2. :func:`k_scan_offsets` -- one thread block per row: compensated (double-double)
+   exclusive scan of the tile totals into the tile offsets (a parallel block scan).
 3. :func:`k_bridge` / :func:`k_update` -- one launch pair per level of the bridge tree
    (``ceil(log2 n_tiles)`` levels): one thread per merging pair finds the bridge by the
    nested binary search, then one thread per tile moves its ``L``/``R`` survivor pointers;
@@ -34,6 +35,8 @@ import functools
 
 from numba import cuda, float32, float64, int32, int64
 
+from ._compensated import dd_add as _dd_add
+
 __all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite", "soft_cast"]
 
 # Per-tile state of a chunk of rows, packed into two arrays so that each launch takes few
@@ -42,10 +45,15 @@ __all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite"
 # and the bridge (p, q) of each merging pair of the current level (indexed by pair);
 VCNT, LEFT, RIGHT, BRIDGE_P, BRIDGE_Q = 0, 1, 2, 3, 4
 TILE_INT_FIELDS = 5
-# ``tf``, float64 (rows, TILE_FLOAT_FIELDS, n_tiles): tile total, its exclusive scan (the
-# tile offsets), new-id counts and their scan (cluster ids), and the row's centre c at [.., 0].
-TOT, OFF, LCNT, LBASE, CENTER = 0, 1, 2, 3, 4
-TILE_FLOAT_FIELDS = 5
+# ``tf``, float64 (rows, TILE_FLOAT_FIELDS, n_tiles): tile total (relative to the row's
+# centre c), its compensated exclusive scan (the tile offsets, high and low parts), new-id
+# counts and their scan (cluster ids), the row's centre c at [.., 0], and per tile its
+# reference (its middle element) minus c and its total relative to the reference (the
+# tile's slot sums ``vcum`` are relative to its reference).
+TOT, OFF, OFF_LO, LCNT, LBASE, CENTER, REFC, TREL = 0, 1, 2, 3, 4, 5, 6, 7
+TILE_FLOAT_FIELDS = 8
+
+dd_add = cuda.jit(device=True, inline=True)(_dd_add)
 
 
 @cuda.jit
@@ -108,6 +116,15 @@ def block_exclusive_scan(part, v, tid, n, zero):
 
 
 @cuda.jit(device=True)
+def thread_run(n):
+    """This thread's run ``[lo, hi)`` when ``0 .. n-1`` is cut into ``blockDim.x`` runs of ``ceil(n / blockDim.x)``."""
+    nthr = cuda.blockDim.x
+    run = (n + nthr - 1) // nthr
+    lo = min(cuda.threadIdx.x * run, n)
+    return lo, min(lo + run, n)
+
+
+@cuda.jit(device=True)
 def row_exclusive_scan(src, dst, part):
     """Exclusive float64 scan of the 1-D ``src`` into ``dst`` by the whole block.
 
@@ -116,19 +133,71 @@ def row_exclusive_scan(src, dst, part):
     and each thread writes its run. ``src`` and ``dst`` may be the same array.
     """
     tid = cuda.threadIdx.x
-    nthr = cuda.blockDim.x
-    n = src.shape[0]
-    run = (n + nthr - 1) // nthr
-    lo = min(tid * run, n)
-    hi = min(lo + run, n)
+    lo, hi = thread_run(src.shape[0])
     acc = 0.0
     for i in range(lo, hi):
         acc += src[i]
-    acc, _ = block_exclusive_scan(part, acc, tid, nthr, 0.0)
+    acc, _ = block_exclusive_scan(part, acc, tid, cuda.blockDim.x, 0.0)
     for i in range(lo, hi):
         v = src[i]
         dst[i] = acc
         acc += v
+
+
+@cuda.jit(device=True)
+def block_exclusive_scan_dd(part_hi, part_lo, v_hi, v_lo, tid, n):
+    """:func:`block_exclusive_scan` of double-double values ``v_hi + v_lo``: ``(prefix_hi, prefix_lo)``.
+
+    ``part_hi``/``part_lo``: shared float64 arrays of at least ``n`` entries. The same
+    Hillis-Steele tree, each step a :func:`wsprox.solvers._compensated.dd_add`.
+    """
+    acc_hi = v_hi if tid < n else 0.0
+    acc_lo = v_lo if tid < n else 0.0
+    step = 1
+    while step < n:
+        cuda.syncthreads()
+        if tid < n:
+            part_hi[tid] = acc_hi
+            part_lo[tid] = acc_lo
+        cuda.syncthreads()
+        if tid < n and tid >= step:
+            acc_hi, acc_lo = dd_add(part_hi[tid - step], part_lo[tid - step], acc_hi, acc_lo)
+        step *= 2
+    cuda.syncthreads()
+    if tid < n:
+        part_hi[tid] = acc_hi
+        part_lo[tid] = acc_lo
+    cuda.syncthreads()
+    prefix_hi = 0.0
+    prefix_lo = 0.0
+    if tid > 0 and tid < n:
+        prefix_hi = part_hi[tid - 1]
+        prefix_lo = part_lo[tid - 1]
+    cuda.syncthreads()
+    return prefix_hi, prefix_lo
+
+
+@cuda.jit(device=True)
+def row_exclusive_scan_dd(src, dst_hi, dst_lo, part_hi, part_lo):
+    """Compensated (double-double) exclusive scan of the float64 ``src`` into ``dst_hi + dst_lo``.
+
+    :func:`row_exclusive_scan` with every addition a double-double one, so that the
+    difference of two outputs is the sum between them up to one rounding of that
+    difference, however large the prefixes grow. ``part_hi``/``part_lo``: shared,
+    ``blockDim.x`` float64 each.
+    """
+    tid = cuda.threadIdx.x
+    lo, hi = thread_run(src.shape[0])
+    acc_hi = 0.0
+    acc_lo = 0.0
+    for i in range(lo, hi):
+        acc_hi, acc_lo = dd_add(acc_hi, acc_lo, src[i], 0.0)
+    acc_hi, acc_lo = block_exclusive_scan_dd(part_hi, part_lo, acc_hi, acc_lo, tid, cuda.blockDim.x)
+    for i in range(lo, hi):
+        v = src[i]
+        dst_hi[i] = acc_hi
+        dst_lo[i] = acc_lo
+        acc_hi, acc_lo = dd_add(acc_hi, acc_lo, v, 0.0)
 
 
 @functools.cache
@@ -151,13 +220,20 @@ def get_scan_kernel(threads_per_block: int):
 
 
 @functools.cache
-def _hull_functions(S: int):
+def _hull_functions(S: int, tile_refs: bool):
     """Device functions on a hull stored in slots of stride ``S`` (``S`` = elements per tile + 1).
 
-    The same functions serve the tiles of a row (global arrays) and the chunks of a tile
-    (shared arrays inside :func:`get_kernels`' ``k_tile``). Returns the tuple ``(canon, span,
-    pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge)``.
+    The same functions serve the tiles of a row (global arrays, ``tile_refs``) and the
+    chunks of a tile (shared arrays inside :func:`get_kernels`' ``k_tile``). They differ
+    only in :func:`span`. For chunks, ``off`` is the 1-D array of chunk offsets and the
+    sums are prefix differences. For tiles, ``off`` is the row's ``tf[r]`` (fields x
+    tiles): each slot sum is relative to its tile's reference, so a range's sum is taken
+    from the reference-relative sums of its end tiles, ``n (ref - c)`` for each, and the
+    compensated offsets for the whole tiles between (see ``cuda_prototype._Row.span``).
+    Returns the tuple ``(canon, span, pool, pred_end, prev_vertex, alive_edge,
+    pair_bridge, take_bridge)``.
     """
+    T = S - 1
 
     @cuda.jit(device=True)
     def canon(vcnt, nt, slot):
@@ -166,20 +242,35 @@ def _hull_functions(S: int):
             return (t + 1) * S
         return slot
 
-    @cuda.jit(device=True)
-    def span(vcum, off, a, b):
-        ta = a // S
-        tb = b // S
-        if ta == tb:
-            return vcum[b] - vcum[a]
-        return (off[tb] - off[ta]) + (vcum[b] - vcum[a])
+    if tile_refs:
+
+        @cuda.jit(device=True)
+        def span(vpos, vcum, off, a, b):
+            ta = a // S
+            tb = b // S
+            if ta == tb:
+                return (vcum[b] - vcum[a]) + float64(vpos[b] - vpos[a]) * off[REFC, ta]
+            tail = (off[TREL, ta] - vcum[a]) + float64((ta + 1) * T - vpos[a]) * off[REFC, ta]
+            head = vcum[b] + float64(vpos[b] - tb * T) * off[REFC, tb]
+            t1 = ta + 1
+            return (off[OFF, tb] - off[OFF, t1]) + (((off[OFF_LO, tb] - off[OFF_LO, t1]) + tail) + head)
+
+    else:
+
+        @cuda.jit(device=True)
+        def span(vpos, vcum, off, a, b):
+            ta = a // S
+            tb = b // S
+            if ta == tb:
+                return vcum[b] - vcum[a]
+            return (off[tb] - off[ta]) + (vcum[b] - vcum[a])
 
     @cuda.jit(device=True)
     def pool(vpos, vcum, off, scale, lam, a, m, b):
         n_l = float64(vpos[m] - vpos[a])
         n_r = float64(vpos[b] - vpos[m])
-        s_l = span(vcum, off, a, m)
-        s_r = span(vcum, off, m, b)
+        s_l = span(vpos, vcum, off, a, m)
+        s_r = span(vpos, vcum, off, m, b)
         return scale * (s_r * n_l - s_l * n_r) <= lam * n_l * n_r * (n_l + n_r)
 
     @cuda.jit(device=True)
@@ -333,7 +424,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     Returns
     -------
     types.SimpleNamespace
-        ``k_tile, k_scan, k_scan_fields, k_bridge, k_update, k_levels, k_label_flags,
+        ``k_tile, k_scan, k_scan_offsets, k_scan_fields, k_bridge, k_update, k_levels, k_label_flags,
         k_expand`` and the
         constants ``TILE``, ``SLOTS`` (= TILE + 1), ``CHUNK``, ``NC`` (threads of a
         ``k_tile`` block, ``ceil(TILE / CHUNK)``) and ``TPB``.
@@ -348,14 +439,16 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     CSLOTS = NC * SC
     TPB = int(threads_per_block)
 
-    (canon, span, pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge) = _hull_functions(S)
-    (c_canon, _, _, _, _, c_alive_edge, c_pair_bridge, c_take_bridge) = _hull_functions(SC)
+    (canon, span, pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge) = _hull_functions(S, True)
+    (c_canon, _, _, _, _, c_alive_edge, c_pair_bridge, c_take_bridge) = _hull_functions(SC, False)
 
     @cuda.jit(device=True)
     def block_mean(vpos, vcum, off, d, scale, lam, center, u, w):
+        """Mean of ``z`` over the block ``(u, w)``; ``off`` is the row's ``tf[r]``."""
         a = vpos[u]
         b = vpos[w]
-        return span(vcum, off, u, w) / float64(b - a) + lam * float64(d - a - b) / scale + center
+        # one formula whatever the tiling: exact sums give the same bits for every TILE/CHUNK
+        return span(vpos, vcum, off, u, w) / float64(b - a) + lam * float64(d - a - b) / scale + center
 
     @cuda.jit(device=True)
     def block_value(vcnt, vpos, vcum, off, L, R, d, scale, lam, center, l1, is32, u, w):
@@ -375,10 +468,13 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         Thread ``c`` runs a sequential PAVA on chunk ``c`` (``CHUNK`` elements staged in
         shared memory); the chunk hulls are merged by the bridge tree of
         ``_hull_functions(SC)`` on shared arrays (``ceil(log2 NC)`` levels); the tile
-        writes its hull vertices (position, float64 sum from the tile start) to its slots,
-        and its vertex count, survivor pointers and total to ``ti``/``tf``.
+        writes its hull vertices (position, float64 sum of ``x - ref`` from the tile start)
+        to its slots, and its vertex count, survivor pointers, reference fields and total
+        to ``ti``/``tf``. Sums relative to ``ref`` pool exactly as sums relative to ``c``
+        would (the test is invariant under a common shift) but round relative to the
+        tile's own spread.
         """
-        sx = cuda.shared.array(CSLOTS, float64)  # staged x - c; chunk c at [c * SC, c * SC + CHUNK)
+        sx = cuda.shared.array(CSLOTS, float64)  # staged x - ref; chunk c at [c * SC, c * SC + CHUNK)
         cpos = cuda.shared.array(CSLOTS, int32)  # chunk hull vertices: position in the tile
         ccum = cuda.shared.array(CSLOTS, float64)  # and sum from the chunk start
         ccnt = cuda.shared.array(NC, int32)
@@ -397,14 +493,16 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         n_el = min(TILE, d - b0)
         nce = (n_el + CHUNK - 1) // CHUNK
         center = float64(xs[r, d // 2])
+        ref = float64(xs[r, b0 + n_el // 2])  # the tile's reference: its middle element
         if t == 0 and c == 0:
             tf[r, CENTER, 0] = center
             if nt == 1:
                 tf[r, OFF, 0] = 0.0  # one tile: no scan follows
+                tf[r, OFF_LO, 0] = 0.0
         scale = float64(d - 1) if d > 1 else 1.0
         j = c
         while j < n_el:  # coalesced loads; one pad slot per chunk against bank conflicts
-            sx[j + j // CHUNK] = float64(xs[r, b0 + j]) - center
+            sx[j + j // CHUNK] = float64(xs[r, b0 + j]) - ref
             j += NC
         cuda.syncthreads()
         cs = c * CHUNK
@@ -471,7 +569,9 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
             vpos[r, tbase + nv] = b0 + n_el
             vcum[r, tbase + nv] = total
             ti[r, VCNT, t] = nv + 1
-            tf[r, TOT, t] = total
+            tf[r, TREL, t] = total
+            tf[r, REFC, t] = ref - center
+            tf[r, TOT, t] = total + float64(n_el) * (ref - center)
             ti[r, LEFT, t] = tbase
             if nv == 1 and t < nt - 1:
                 ti[r, RIGHT, t] = (t + 1) * S
@@ -479,6 +579,14 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
                 ti[r, RIGHT, t] = tbase + 1
 
     k_scan = get_scan_kernel(TPB)
+
+    @cuda.jit
+    def k_scan_offsets(tf):
+        """Compensated exclusive scan of the tile totals into the offsets (grid = (1, n_rows), <= 1024 threads)."""
+        part_hi = cuda.shared.array(1024, float64)
+        part_lo = cuda.shared.array(1024, float64)
+        r = cuda.blockIdx.y
+        row_exclusive_scan_dd(tf[r, TOT], tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
 
     @cuda.jit
     def k_scan_fields(tf, src, dst):
@@ -492,7 +600,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         """The bridge of merging pair ``i`` of ``level`` in row ``r`` into ``ti[r, BRIDGE_P/Q, i]`` (-1: none)."""
         scale = float64(d - 1) if d > 1 else 1.0
         p, q = pair_bridge(
-            level, i, ti.shape[2], scale, lam, ti[r, VCNT], vpos[r], vcum[r], tf[r, OFF], ti[r, LEFT], ti[r, RIGHT]
+            level, i, ti.shape[2], scale, lam, ti[r, VCNT], vpos[r], vcum[r], tf[r], ti[r, LEFT], ti[r, RIGHT]
         )
         ti[r, BRIDGE_P, i] = p
         ti[r, BRIDGE_Q, i] = q
@@ -525,12 +633,13 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         after ``syncthreads``). Used once a level has few pairs, so that the top of the
         tree costs one launch. At most 1024 threads per block.
         """
-        part = cuda.shared.array(1024, float64)
+        part_hi = cuda.shared.array(1024, float64)
+        part_lo = cuda.shared.array(1024, float64)
         r = cuda.blockIdx.y
         tid = cuda.threadIdx.x
         nt = ti.shape[2]
         if scan:
-            row_exclusive_scan(tf[r, TOT], tf[r, OFF], part)
+            row_exclusive_scan_dd(tf[r, TOT], tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
             cuda.syncthreads()
         for level in range(level0, levels):
             pairs = (nt + (2 << level) - 1) // (2 << level)
@@ -580,12 +689,9 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         Rr = ti[r, RIGHT]
         vp = vpos[r]
         vs = vcum[r]
-        of = tf[r, OFF]
+        of = tf[r]
         base = t * S
-        n = vc[t] - 1
-        run = (n + nthr - 1) // nthr
-        lo = min(tid * run, n)
-        hi = min(lo + run, n)
+        lo, hi = thread_run(vc[t] - 1)
         count = int64(0)
         for i in range(lo, hi):
             flag = opens_new_id(d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i)
@@ -620,7 +726,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         Rr = ti[r, RIGHT]
         vp = vpos[r]
         vs = vcum[r]
-        of = tf[r, OFF]
+        of = tf[r]
         t = k // TILE
         if k < vp[Rr[t]]:
             u = Lr[t]
@@ -657,6 +763,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         TPB=TPB,
         k_tile=k_tile,
         k_scan=k_scan,
+        k_scan_offsets=k_scan_offsets,
         k_scan_fields=k_scan_fields,
         k_bridge=k_bridge,
         k_update=k_update,

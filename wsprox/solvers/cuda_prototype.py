@@ -8,7 +8,8 @@ the kernels and documents the algorithm; it is not meant to be fast.
 Algorithm
 ---------
 Per row of length ``d``: sort ``w`` ascending into ``x`` (permutation ``perm``), let
-``c = x[d // 2]`` (the median; all sums are float64 sums of ``x - c``). The prox is the
+``c = x[d // 2]`` (the median; the pooling tests below use float64 sums of ``x - c``, formed from
+per-tile pieces as stage 1 describes). The prox is the
 isotonic regression of ``z_k = x_k + v_k``, ``v_k = lam (d - 1 - 2k) / (d - 1)``, i.e. the
 lower convex hull of the cumulative-sum diagram ``P_k = (k, sum_{i<k} z_i)``; hull edges
 are blocks, an edge's slope is its block's mean. Two adjacent ranges ``[a, m)``,
@@ -26,12 +27,19 @@ test below is this one predicate, ``pool(a, m, b)``; ties pool, as in the CPU ba
    the bridge tree of stage 2, run inside the tile on the tile's own copy of this data
    layout (shared memory on the GPU), and the tile stores its surviving hull vertices:
    slot ``t * (TILE + 1) + i`` holds the position ``vpos`` (``v_0`` is the tile start,
-   the last one the tile end) and the float64 sum ``vcum`` of ``x - c`` from the tile
-   start. A tile's end point is the next tile's start
-   point; slots always name it by the next tile's ``v_0`` (*canonical* slots), so every
-   hull point has one slot. An exclusive scan of the tile totals gives ``off``, and the
-   sum over any range between two slots is ``off[tb] - off[ta] + vcum[b] - vcum[a]``
-   (just ``vcum[b] - vcum[a]`` inside one tile).
+   the last one the tile end) and the float64 sum ``vcum`` of ``x - ref_t`` from the
+   tile start, ``ref_t`` the tile's middle element (the pooling test is invariant under
+   a common shift of the values, so inside a tile any reference gives the same merges;
+   this one keeps the rounding relative to the tile's own spread). A tile's end point is
+   the next tile's start point; slots always name it by the next tile's ``v_0``
+   (*canonical* slots), so every hull point has one slot. The tile totals relative to
+   ``c`` (``trel_t + n_t (ref_t - c)``) are scanned in double-double into the offsets
+   ``off``. The sum of ``x - c`` over a range between two slots is ``vcum[b] - vcum[a] +
+   n (ref_t - c)`` inside one tile; across tiles it is the part in each end tile, from
+   that tile's ``vcum`` and its ``n (ref - c)``, plus the difference of the compensated
+   offsets of the whole tiles between, whose rounding is relative to their own sum.
+   So no sum rounds relative to prefixes of the whole row, and the error does not grow
+   with ``d`` (see the Accuracy section of :func:`wsprox.prox`).
 2. **Bridge tree.** Groups of ``2**level`` tiles are merged pairwise, ``ceil(log2
    n_tiles)`` levels, whatever the data. A group's hull is described without copying:
    its vertices inside a tile are a contiguous range of that tile's own hull vertices,
@@ -68,6 +76,8 @@ import math
 
 import numpy as np
 
+from ._compensated import dd_add
+
 __all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE", "DEFAULT_CHUNK"]
 
 #: Default tile size (elements per tile).
@@ -80,7 +90,7 @@ DEFAULT_CHUNK = 8
 class _Row:
     """The per-row state of the algorithm (one row of the kernels' 2-D arrays)."""
 
-    def __init__(self, xs, lam, tile, *, center=None, scale=None):
+    def __init__(self, xs, lam, tile, *, center=None, scale=None, tile_refs=False):
         self.d = d = xs.shape[0]
         self.lam = float(lam)
         self.T = tile
@@ -93,6 +103,13 @@ class _Row:
         self.vcum = np.zeros(self.nt * self.S, np.float64)
         self.tot = np.zeros(self.nt, np.float64)
         self.off = np.zeros(self.nt, np.float64)
+        self.off_lo = np.zeros(self.nt, np.float64)  # low parts of the compensated offsets
+        # tile_refs (the row level): vcum is relative to each tile's own reference ref_t
+        # (its middle element), ref_c[t] = ref_t - c, trel[t] = the tile total relative to
+        # ref_t, and tot[t] = the tile total relative to c
+        self.tile_refs = tile_refs
+        self.ref_c = np.zeros(self.nt, np.float64)
+        self.trel = np.zeros(self.nt, np.float64)
         self.L = np.zeros(self.nt, np.int64)
         self.R = np.zeros(self.nt, np.int64)
 
@@ -104,12 +121,24 @@ class _Row:
         return slot
 
     def span(self, a, b):
-        """float64 sum of ``x - c`` over positions ``[vpos[a], vpos[b])``."""
+        """float64 sum of ``x - c`` over positions ``[vpos[a], vpos[b])``.
+
+        Without tile references (inside a tile): a difference of prefix sums. With them:
+        the part in each end tile from its own reference-relative sums plus ``n (ref - c)``,
+        and the whole tiles between from the compensated offsets.
+        """
         ta = a // self.S
         tb = b // self.S
+        if not self.tile_refs:
+            if ta == tb:
+                return self.vcum[b] - self.vcum[a]
+            return (self.off[tb] - self.off[ta]) + (self.vcum[b] - self.vcum[a])
         if ta == tb:
-            return self.vcum[b] - self.vcum[a]
-        return (self.off[tb] - self.off[ta]) + (self.vcum[b] - self.vcum[a])
+            return (self.vcum[b] - self.vcum[a]) + float(self.vpos[b] - self.vpos[a]) * self.ref_c[ta]
+        tail = (self.trel[ta] - self.vcum[a]) + float((ta + 1) * self.T - self.vpos[a]) * self.ref_c[ta]
+        head = self.vcum[b] + float(self.vpos[b] - tb * self.T) * self.ref_c[tb]
+        t1 = ta + 1
+        return (self.off[tb] - self.off[t1]) + (((self.off_lo[tb] - self.off_lo[t1]) + tail) + head)
 
     def pool(self, a, m, b):
         """True when the ranges ``[a, m)`` and ``[m, b)`` pool (left mean >= right mean)."""
@@ -268,9 +297,10 @@ def _tile_pava(row, xs, chunk):
     for t in range(row.nt):
         b0 = t * T
         part = xs[b0 : min(b0 + T, row.d)]
-        sub = _Row(part, row.lam, min(chunk, T), center=row.center, scale=row.scale)
+        ref = float(xs[b0 + part.shape[0] // 2])  # the tile's reference: its middle element
+        sub = _Row(part, row.lam, min(chunk, T), center=ref, scale=row.scale)
         _chunk_pava(sub, part)
-        _scan_offsets(sub)
+        _scan_offsets(sub, compensated=False)
         _bridge_levels(sub)
         slot = t * S
         for c in range(sub.nt):
@@ -285,16 +315,28 @@ def _tile_pava(row, xs, chunk):
         row.vpos[slot] = b0 + part.shape[0]
         row.vcum[slot] = total
         row.vcnt[t] = slot - t * S + 1
-        row.tot[t] = total
+        row.ref_c[t] = ref - row.center
+        row.trel[t] = total
+        row.tot[t] = total + float(part.shape[0]) * row.ref_c[t]
     _init_edges(row)
 
 
-def _scan_offsets(row):
-    """Exclusive scan of the tile totals (float64)."""
-    acc = 0.0
+def _scan_offsets(row, compensated=True):
+    """Exclusive scan of the tile totals into the offsets.
+
+    ``compensated``: in double-double (``off`` + ``off_lo``), so that the difference of
+    two offsets is the sum of the tile totals between them up to a rounding relative to
+    that sum, however large the offsets grow; otherwise a plain float64 scan (inside a
+    tile, where offsets stay below ``TILE max |x - c|``).
+    """
+    hi = lo = 0.0
     for t in range(row.nt):
-        row.off[t] = acc
-        acc += row.tot[t]
+        row.off[t] = hi
+        row.off_lo[t] = lo
+        if compensated:
+            hi, lo = dd_add(hi, lo, float(row.tot[t]), 0.0)
+        else:
+            hi += row.tot[t]
 
 
 def _bridge_levels(row):
@@ -339,6 +381,7 @@ def _block_of(row, k):
 
 def _mean(row, u, w):
     a, b = row.vpos[u], row.vpos[w]
+    # one formula whatever the tiling: exact sums give the same bits for every TILE/CHUNK
     return row.span(u, w) / float(b - a) + row.lam * float(row.d - a - b) / row.scale + row.center
 
 
@@ -437,7 +480,7 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_
     for r in range(n):
         perm = np.argsort(w[r], kind="stable")
         xs = w[r][perm]
-        row = _Row(xs, lam, int(tile))
+        row = _Row(xs, lam, int(tile), tile_refs=True)
         _tile_pava(row, xs, int(chunk))
         _scan_offsets(row)
         _bridge_levels(row)
