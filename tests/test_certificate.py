@@ -1,8 +1,10 @@
 """wsprox.certify: accepts correct proxes (of every backend and family), rejects wrong ones."""
 
+import warnings
+
 import numpy as np
 import pytest
-from reference import FAMILIES, family, prox_reference
+from reference import FAMILIES, family, prox_exact, prox_reference
 
 import wsprox
 from wsprox import Certificate, certify
@@ -278,6 +280,28 @@ def test_displacement_condition_is_tight(dtype):
         bad[1] -= sign * dtype(1e-3)  # keeps the mean and the order
         cert = certify(w, bad, lam)
         assert not cert.ok and cert.max_violation > 1
+
+
+@pytest.mark.parametrize("lam", [1.0, 1e300, 1e307])
+def test_rows_near_the_float64_limit(lam):
+    """Partial sums of such rows overflow float64: they are checked in units of a power of two,
+    so the prox passes, a 1% error is rejected (it passed when the tolerance overflowed to
+    inf), no overflow warning escapes, and a small row beside a huge one keeps its own scale."""
+    rows = np.array([[1.0, 2.0, 5.0, 9.0], [-1e308, 1e308, 5e307, -3e307]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = wsprox.prox(rows, lam, axis=1)
+        exact = [float(v) for v in prox_exact(rows[1], lam)[0]]
+        np.testing.assert_allclose(x[1], exact, rtol=1e-15)
+        assert certify(rows, x, lam, axis=1).ok
+        bad = x.copy()
+        bad[1] *= 1.01
+        cert = certify(rows, bad, lam, axis=1)
+        assert cert.ok_per_problem.tolist() == [True, False]
+        if lam == 1.0:  # the small row keeps its own scale beside the huge one
+            small = x.copy()
+            small[0, 0] += 1e-6
+            assert certify(rows, small, lam, axis=1).ok_per_problem.tolist() == [False, True]
 
 
 def test_tolerance_is_relative():

@@ -78,6 +78,23 @@ def test_families_against_exact(name, d, with_l1):
         assert not np.any(np.signbit(zeros))  # snapped to +0.0
 
 
+@pytest.mark.parametrize("lam", [1.0, 1e300, 1e307])
+@pytest.mark.parametrize("with_l1", [False, True])
+def test_values_near_the_float64_limit(lam, with_l1):
+    """Squared distances of such values overflow float64; the polish compares objectives in
+    units of a power of two (there were overflow warnings and an inf-vs-inf comparison)."""
+    import warnings
+
+    w = np.array([-1e308, 1e308, 5e307, -3e307, 2e307])
+    l1 = 1e306 if with_l1 else 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, labels = wsprox.prox(w, lam, l1=l1, backend="cvxpy", return_clusters=True)
+    exact, exact_labels = prox_exact(w, lam, l1)
+    _assert_close_to_exact(x, exact, w, lam, l1)
+    assert labels.tolist() == exact_labels
+
+
 def test_degenerate_ties_are_exact():
     """Pooling exactly at the boundary (left mean == right mean) gives one exact cluster."""
     x, labels = wsprox.prox(np.array([0.0, 1.0]), 0.5, backend="cvxpy", return_clusters=True)

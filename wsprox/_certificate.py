@@ -123,7 +123,10 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     reported in units of its tolerance, and a problem passes when none exceeds 1. All
     sums are float64 after subtracting the median of ``w`` (the prox is
     shift-equivariant), so rounding in the certificate itself stays near
-    :math:`d \cdot 2^{-53} \sum_k |z_k - x_k|`.
+    :math:`d \cdot 2^{-53} \sum_k |z_k - x_k|`. Every condition is positively homogeneous
+    in :math:`(w, x, \lambda)`, so a row whose values come near the float64 limit (sums
+    of about :math:`8 d \max(|w|, |x|, \lambda) > 10^{300}`) is checked in units of a power
+    of two, an exact scaling, instead of overflowing.
 
     The partial sums are checked against a tolerance set by the whole row, so they cannot
     see errors in values far smaller than the row's spread (say, two weights near 0 in a
@@ -194,15 +197,19 @@ def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float,
     order = np.argsort(w_rows, axis=1, kind="stable")
     ws = np.take_along_axis(w_rows, order, axis=1).astype(np.float64)
     xs = np.take_along_axis(x_rows, order, axis=1).astype(np.float64)
+    # every condition is homogeneous: rows near the float64 limit are checked in units of a
+    # power of two (exact), so that the sums below cannot overflow
+    unit = _overflow_units(ws, xs, lam)
+    ws *= unit
+    xs *= unit
+    lam_rows = lam * unit
     center = ws[:, d // 2 : d // 2 + 1].copy()
-    if d > 1:
-        velocity = lam * (d - 1 - 2 * np.arange(d, dtype=np.float64)) / (d - 1)
-    else:
-        velocity = np.zeros(1)
+    coef = (d - 1 - 2 * np.arange(d, dtype=np.float64)) / (d - 1) if d > 1 else np.zeros(1)
+    velocity = lam_rows * coef
     z = (ws - center) + velocity
     spread = np.abs(z - np.median(z, axis=1, keepdims=True)).sum(axis=1)
     rounding = 2.0 * eps_x * np.abs(xs).sum(axis=1)
-    rounding += 2.0 * _EPS64 * (np.abs(ws - center).sum(axis=1) + np.abs(velocity).sum())
+    rounding += 2.0 * _EPS64 * (np.abs(ws - center).sum(axis=1) + np.abs(velocity).sum(axis=1))
     tol = rtol * spread + rounding + d * 1e-300
     tol = tol[:, None]
 
@@ -217,14 +224,31 @@ def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float,
     result = worst.max(axis=1)
     if d > 1:
         result = np.maximum(result, np.maximum(complementary.max(axis=1), decrease.max(axis=1)))
-    return np.maximum(result, _displacement_violations(ws, xs, lam, rtol, eps_x).max(axis=1))
+    return np.maximum(result, _displacement_violations(ws, xs, lam_rows, rtol, eps_x).max(axis=1))
 
 
-def _displacement_violations(ws: np.ndarray, xs: np.ndarray, lam: float, rtol: float, eps_x: float) -> np.ndarray:
+def _overflow_units(ws: np.ndarray, xs: np.ndarray, lam: float) -> np.ndarray:
+    """Per row, ``(n, 1)``: 1.0, or a power of two that brings the row's sums below about ``1e300``.
+
+    The partial sums reach about ``4 d max(|w|, |x|, lam)``; scaling a row by a power of
+    two is exact (values below about ``1e-300`` times the factor flush to zero, far below
+    the tolerance of such a row).
+    """
+    d = ws.shape[1]
+    largest = np.maximum(np.maximum(np.abs(ws).max(axis=1), np.abs(xs).max(axis=1)), lam)
+    unit = np.ones(ws.shape[0])
+    huge = largest > 1e300 / (8.0 * d)
+    if huge.any():
+        unit[huge] = np.ldexp(1.0, -np.frexp(largest[huge])[1] - int(np.ceil(np.log2(8.0 * d))))
+    return unit[:, None]
+
+
+def _displacement_violations(ws: np.ndarray, xs: np.ndarray, lam, rtol: float, eps_x: float) -> np.ndarray:
     """Condition 5, ``|x_k - w_k| <= lam``, in units of a tolerance local to each cluster of ``x``.
 
-    ``ws`` and ``xs`` are sorted by ``w`` (rows are problems). A cluster is a run of equal
-    ``xs``; its spread is the range of its weights.
+    ``ws`` and ``xs`` are sorted by ``w`` (rows are problems); ``lam`` a float or an
+    ``(n, 1)`` array (per row). A cluster is a run of equal ``xs``; its spread is the
+    range of its weights.
     """
     n, d = ws.shape
     starts = np.ones((n, d), dtype=bool)

@@ -76,6 +76,7 @@ runs. Rows are solved one after another.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import numpy as np
@@ -242,11 +243,16 @@ def polish(raw: np.ndarray, w: np.ndarray, lam: float, l1: float, scale: float) 
     refined = np.empty(d)
     for value, m in zip(y, members):
         refined[m] = value
-    # step 3: accept the refinement only if it is a small move that does not worsen the objective
-    f_raw = _objective(raw, w, lam, l1)
-    f_refined = _objective(refined, w, lam, l1)
+    # step 3: accept the refinement only if it is a small move that does not worsen the objective;
+    # objectives in units of a power of two near the largest magnitude (exact scaling; the
+    # objective is homogeneous of degree 2), so that they stay finite near the float64 limit
+    largest = max(float(np.max(np.abs(w))) if d else 0.0, lam, l1)
+    unit = 2.0 ** -math.frexp(largest)[1] if largest > 0.0 else 1.0
+    f_raw = _objective(raw * unit, w * unit, lam * unit, l1 * unit)
+    f_refined = _objective(refined * unit, w * unit, lam * unit, l1 * unit)
     moved = float(np.max(np.abs(refined - raw))) if d else 0.0
-    if moved > REFINE_RTOL * scale or f_refined > f_raw + 1e-12 * (scale * scale * d + abs(f_raw)):
+    scale_u = scale * unit
+    if moved > REFINE_RTOL * scale or f_refined > f_raw + 1e-12 * (scale_u * scale_u * d + abs(f_raw)):
         y, members = fallback, fallback_members
         y = np.maximum.accumulate(y)  # guard the order against rounding
 
