@@ -231,6 +231,13 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     -------
     torch.Tensor
         Same shape, dtype and device as ``values``.
+
+    Raises
+    ------
+    TypeError
+        ``labels`` not an integer tensor.
+    ValueError
+        ``labels`` of another shape than ``values``, or negative.
     """
     if labels.shape != values.shape:
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {tuple(values.shape)}")
