@@ -29,7 +29,8 @@ Tunables (module constants read at every call, so tests can patch them):
     Bridge levels with at most that many merging pairs run in one launch of one block
     per row (that many threads), instead of two launches per level. At most 1024 threads,
     and the block's registers must fit: ``k_levels`` uses 92 per thread on sm_90 (ptxas,
-    numba-cuda 0.30 with the CUDA 13 wheels), so at most 704 threads there.
+    numba-cuda 0.30 with the CUDA 13 wheels), allocated per warp in units of 256 (96 per
+    thread), so at most 672 threads there.
 ``SCAN_THREADS``
     Threads of the block per row that scans per-tile values (tile totals of rows with
     more than ``2 * FUSED_LEVEL_PAIRS`` tiles, cluster-id counts): at most 1024, fewer
@@ -92,7 +93,7 @@ CHUNK = 8
 THREADS_PER_BLOCK = 128
 #: Bridge levels with at most this many pairs run together in one launch (one block per row).
 FUSED_LEVEL_PAIRS = 2048
-#: Threads of that block (registers: 72 per thread on sm_90, at most 65536 per block).
+#: Threads of that block (registers: 92 per thread on sm_90, allocated as 96, at most 65536 per block).
 FUSED_LEVEL_THREADS = 512
 #: Threads of the one block per row that scans the per-tile values (at most 1024).
 SCAN_THREADS = 1024

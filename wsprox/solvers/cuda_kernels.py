@@ -53,7 +53,7 @@ TILE_INT_FIELDS = 5
 TOT, OFF, OFF_LO, LCNT, LBASE, CENTER, REFC, TREL = 0, 1, 2, 3, 4, 5, 6, 7
 TILE_FLOAT_FIELDS = 8
 
-dd_add = cuda.jit(device=True, inline=True)(_dd_add)
+dd_add = cuda.jit(device=True, inline="always")(_dd_add)
 
 
 @cuda.jit
@@ -470,9 +470,9 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         ``_hull_functions(SC)`` on shared arrays (``ceil(log2 NC)`` levels); the tile
         writes its hull vertices (position, float64 sum of ``x - ref`` from the tile start)
         to its slots, and its vertex count, survivor pointers, reference fields and total
-        to ``ti``/``tf``. Sums relative to ``ref`` pool exactly as sums relative to ``c``
-        would (the test is invariant under a common shift) but round relative to the
-        tile's own spread.
+        to ``ti``/``tf``. Sums relative to ``ref`` pool as sums relative to ``c`` would in
+        exact arithmetic (the test is invariant under a common shift) but round relative
+        to the tile's own spread.
         """
         sx = cuda.shared.array(CSLOTS, float64)  # staged x - ref; chunk c at [c * SC, c * SC + CHUNK)
         cpos = cuda.shared.array(CSLOTS, int32)  # chunk hull vertices: position in the tile

@@ -29,8 +29,8 @@ test below is this one predicate, ``pool(a, m, b)``; ties pool, as in the CPU ba
    slot ``t * (TILE + 1) + i`` holds the position ``vpos`` (``v_0`` is the tile start,
    the last one the tile end) and the float64 sum ``vcum`` of ``x - ref_t`` from the
    tile start, ``ref_t`` the tile's middle element (the pooling test is invariant under
-   a common shift of the values, so inside a tile any reference gives the same merges;
-   this one keeps the rounding relative to the tile's own spread). A tile's end point is
+   a common shift of the values, so in exact arithmetic any reference gives the same
+   merges; this one keeps the rounding relative to the tile's own spread). A tile's end point is
    the next tile's start point; slots always name it by the next tile's ``v_0``
    (*canonical* slots), so every hull point has one slot. The tile totals relative to
    ``c`` (``trel_t + n_t (ref_t - c)``) are scanned in double-double into the offsets
@@ -291,7 +291,8 @@ def _tile_pava(row, xs, chunk):
 
     Inside a tile, chunks of ``chunk`` elements run :func:`_chunk_pava` (one thread each)
     and are merged by the bridge tree, on the tile's own sub-row (shared memory on the GPU)
-    with the row's centre and scale; the surviving vertices are then written in order.
+    whose centre is the tile's reference (its middle element) and whose scale is the row's;
+    the surviving vertices are then written in order.
     """
     T, S = row.T, row.S
     for t in range(row.nt):
@@ -327,7 +328,8 @@ def _scan_offsets(row, compensated=True):
     ``compensated``: in double-double (``off`` + ``off_lo``), so that the difference of
     two offsets is the sum of the tile totals between them up to a rounding relative to
     that sum, however large the offsets grow; otherwise a plain float64 scan (inside a
-    tile, where offsets stay below ``TILE max |x - c|``).
+    tile, where the sums are relative to the tile's reference and offsets stay below
+    about ``TILE`` times the tile's range).
     """
     hi = lo = 0.0
     for t in range(row.nt):
