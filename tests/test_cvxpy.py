@@ -95,7 +95,15 @@ def test_values_near_the_float64_limit(lam, with_l1):
     assert labels.tolist() == exact_labels
 
 
-def test_degenerate_ties_are_exact():
+@pytest.mark.parametrize("lam", [0.0, 1e-311, 1e-300])
+def test_subnormal_values(lam):
+    """Tiny (subnormal) rows are not scaled up by the objective comparison (that overflowed)."""
+    w = np.array([1e-310, 3e-310, -2e-310, 5e-311])
+    x, labels = wsprox.prox(w, lam, backend="cvxpy", return_clusters=True)
+    exact, exact_labels = prox_exact(w, lam)
+    _assert_close_to_exact(x, exact, w, lam, 0.0)
+    assert labels.tolist() == exact_labels
+
     """Pooling exactly at the boundary (left mean == right mean) gives one exact cluster."""
     x, labels = wsprox.prox(np.array([0.0, 1.0]), 0.5, backend="cvxpy", return_clusters=True)
     np.testing.assert_array_equal(x, [0.5, 0.5])

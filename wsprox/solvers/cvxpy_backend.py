@@ -247,7 +247,7 @@ def polish(raw: np.ndarray, w: np.ndarray, lam: float, l1: float, scale: float) 
     # objectives in units of a power of two near the largest magnitude (exact scaling; the
     # objective is homogeneous of degree 2), so that they stay finite near the float64 limit
     largest = max(float(np.max(np.abs(w))) if d else 0.0, lam, l1)
-    unit = 2.0 ** -math.frexp(largest)[1] if largest > 0.0 else 1.0
+    unit = math.ldexp(1.0, -math.frexp(largest)[1]) if largest > 1.0 else 1.0  # only ever scale down
     f_raw = _objective(raw * unit, w * unit, lam * unit, l1 * unit)
     f_refined = _objective(refined * unit, w * unit, lam * unit, l1 * unit)
     moved = float(np.max(np.abs(refined - raw))) if d else 0.0
