@@ -356,6 +356,18 @@ def test_sharing_metrics():
     _, labels = wt.prox(x, 0.0, dim=1, return_clusters=True)
     m = wt.sharing_metrics(x, labels, dim=1)
     assert m == {"distinct_ratio": 5 / 8, "zero_ratio": 3 / 8}
+    assert wt.sharing_metrics(x, labels) == {"distinct_ratio": 3 / 8, "zero_ratio": 3 / 8}
+    assert wt.sharing_metrics(x[:0], labels[:0], dim=1) == {"distinct_ratio": 0.0, "zero_ratio": 0.0}
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        wt.sharing_metrics(x, labels.double(), dim=1)
+    with pytest.raises(TypeError, match="labels must be a torch.Tensor"):
+        wt.sharing_metrics(x, labels.numpy(), dim=1)
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        wt.sharing_metrics(x, labels - 1, dim=1)
+    with pytest.raises(ValueError, match="labels has shape"):
+        wt.sharing_metrics(x, labels[:, :2], dim=1)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        wt.sharing_metrics(x.numpy(), labels, dim=1)
 
 
 # --------------------------------------------------------------------------- CUDA tensors

@@ -223,9 +223,9 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     labels : torch.Tensor
         Integer cluster ids of ``values``' shape, numbered per problem as returned by
         :func:`prox` with ``return_clusters=True``.
-    dim : int or None
-        The problem layout used for ``labels``: None for one problem over the whole
-        tensor, an int for independent slices along that dimension.
+    dim : int or None, optional
+        The problem layout used for ``labels``: None (default) for one problem over the
+        whole tensor, an int for independent slices along that dimension.
 
     Returns
     -------
@@ -239,14 +239,21 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     ValueError
         ``labels`` of another shape than ``values``, or negative.
     """
+    _check_labels(labels, values)
+    ids, n_clusters = _global_ids(labels.to(values.device), dim)
+    return _unmove(_segment_mean(_moved_flat(values, dim), ids, n_clusters), values, dim)
+
+
+def _check_labels(labels: torch.Tensor, values: torch.Tensor) -> None:
+    """Cluster ids: an integer tensor of ``values``' shape, non-negative (one host sync)."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if labels.shape != values.shape:
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {tuple(values.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError("labels must be >= 0")
-    ids, n_clusters = _global_ids(labels.to(values.device), dim)
-    return _unmove(_segment_mean(_moved_flat(values, dim), ids, n_clusters), values, dim)
 
 
 def _segment_mean(flat: torch.Tensor, ids: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -354,13 +361,17 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
         Dense (strided) CPU or CUDA tensor. float16/float32/float64/bfloat16 keep their
         dtype (float16 and bfloat16 are computed in float32 and cast back); integer and
         bool tensors give float64. Must be finite.
-    lam, l1 : float
-        Strengths ``>= 0`` of the weight-sharing and L1 terms.
-    dim : int or None
-        None: the whole tensor is one problem. An int: independent problems along ``dim``.
-    backend : str
-        ``"auto"`` (numba for CPU tensors, cuda for CUDA tensors) or a registered name.
-    return_clusters : bool
+    lam : float
+        Strength ``>= 0`` of the weight-sharing term.
+    l1 : float, optional
+        Strength ``>= 0`` of the L1 term. Default 0.
+    dim : int or None, optional
+        None (default): the whole tensor is one problem. An int: independent problems
+        along ``dim``.
+    backend : str, optional
+        ``"auto"`` (default: numba for CPU tensors, cuda for CUDA tensors) or a
+        registered name.
+    return_clusters : bool, optional
         Also return the int64 cluster ids (groups of equal output value, ``0..K-1`` in
         increasing order of value per problem; for float16 and bfloat16, of equal value
         after the cast back).
@@ -379,7 +390,8 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
         types of the other arguments.
     ValueError
         ``t`` on a device other than CPU or CUDA (e.g. ``meta``), non-finite values,
-        negative or non-finite ``lam``/``l1``.
+        negative or non-finite ``lam``/``l1``, an unknown or unavailable backend, or one
+        that does not take ``t``'s kind of array.
     IndexError
         ``dim`` out of range.
 
@@ -481,12 +493,43 @@ def penalty(t, *, dim=None):
 def sharing_metrics(x: torch.Tensor, labels: torch.Tensor, *, dim=None) -> dict[str, float]:
     """The paper's metrics of a regularized tensor, from its cluster ids.
 
+    Parameters
+    ----------
+    x : torch.Tensor
+        The regularized tensor (e.g. the output of :func:`prox`).
+    labels : torch.Tensor
+        Its cluster ids as :func:`prox` returns them with ``return_clusters=True``:
+        integers of ``x``'s shape, numbered ``0..K-1`` in each problem (the count of a
+        problem is its largest id plus one).
+    dim : int or None, optional
+        The problem layout used for ``labels``: None (default) for one problem over the
+        whole tensor, an int for independent slices along that dimension.
+
     Returns
     -------
     dict
         ``distinct_ratio``: number of distinct values (summed over problems) / numel;
-        ``zero_ratio``: fraction of exact zeros.
+        ``zero_ratio``: fraction of exact zeros. Both 0.0 for an empty tensor.
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a tensor, ``labels`` not an integer tensor.
+    ValueError
+        ``labels`` of another shape than ``x``, or negative.
+
+    Notes
+    -----
+    A few scalar host synchronizations; nothing of the tensor's size is copied to the
+    host.
     """
+    _check_tensor(x, "x")
+    _check_labels(labels, x)
+    return _metrics_of(x, labels, dim)
+
+
+def _metrics_of(x: torch.Tensor, labels: torch.Tensor, dim) -> dict[str, float]:
+    """:func:`sharing_metrics` of labels known to be valid (those of :func:`prox`)."""
     n = x.numel()
     if n == 0:
         return {"distinct_ratio": 0.0, "zero_ratio": 0.0}
@@ -636,7 +679,7 @@ class WeightSharing:
             p.copy_(x)
             # ids unique across the whole tensor, so that they mean the same with any dim
             self._clusters[name] = labels if dim is None else _unmove(_global_ids(labels, dim)[0], labels, dim)
-            self._metrics[name] = sharing_metrics(x, labels, dim=dim)
+            self._metrics[name] = _metrics_of(x, labels, dim)
         self.steps += 1
 
     def metrics(self) -> dict[str, dict[str, float]]:
