@@ -382,8 +382,13 @@ def test_register_errors(toy_backend):
     assert wsprox.backends()["toy"].description == "copy"
     with pytest.raises(ValueError, match="reserved"):
         wsprox.register_backend("auto", solve, description="x")
-    with pytest.raises(TypeError, match="solve must be callable"):
-        wsprox.register_backend("bad", 3, description="x")
+    for not_callable in (3, None):
+        with pytest.raises(TypeError, match="solve must be callable"):
+            wsprox.register_backend("bad", not_callable, description="x")
+    for bad_name in ("", 3, None):
+        with pytest.raises(TypeError, match="backend name must be a non-empty str"):
+            wsprox.register_backend(bad_name, solve, description="x")
+    assert "bad" not in wsprox.backends()
     with pytest.raises(ValueError, match="dtypes must be"):
         wsprox.register_backend("bad", solve, description="x", dtypes=("float16",))
     with pytest.raises(ValueError, match="array_kinds must be"):

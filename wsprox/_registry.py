@@ -97,7 +97,7 @@ def _always_available() -> tuple[bool, str | None]:
 
 def register_backend(
     name: str,
-    solve: Callable | None,
+    solve: Callable,
     *,
     description: str,
     availability: Callable[[], tuple[bool, str | None]] | None = None,
@@ -144,9 +144,11 @@ def register_backend(
     Raises
     ------
     ValueError
-        If the name is taken (and ``replace`` is false) or an option is invalid.
+        If the name is taken (and ``replace`` is false), is ``"auto"`` (reserved), or an
+        option is invalid.
     TypeError
-        If ``solve`` or ``availability`` is not callable.
+        If ``name`` is not a non-empty str, or ``solve`` or ``availability`` is not
+        callable.
 
     Examples
     --------
@@ -163,7 +165,7 @@ def register_backend(
         raise TypeError(f"backend name must be a non-empty str, got {name!r}")
     if name == "auto":
         raise ValueError("backend name 'auto' is reserved")
-    if solve is not None and not callable(solve):
+    if not callable(solve):
         raise TypeError(f"solve must be callable, got {type(solve).__name__}")
     if availability is not None and not callable(availability):
         raise TypeError(f"availability must be callable, got {type(availability).__name__}")
@@ -195,6 +197,12 @@ def register_backend(
 
 def unregister_backend(name: str) -> None:
     """Remove a registered backend.
+
+    Parameters
+    ----------
+    name : str
+        The name it was registered under (built-in backends can be removed too, for
+        the rest of the process).
 
     Raises
     ------
