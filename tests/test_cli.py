@@ -557,8 +557,17 @@ def test_ctrl_c_stops_cleanly_with_partial_results(plugin, tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
     argv = [sys.executable, "-m", "wsprox", "compare", "--import", plugin, "--backends", "numba,hang_toy"]
     argv += ["--sizes", "100,1000", "--families", "gauss", "--repeat", "1", "--json", str(json_path)]
+    # As in a terminal's foreground job, SIGINT starts at its default disposition: pytest itself may have
+    # inherited it ignored (a background job of a non-interactive shell), and the command would inherit that.
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120

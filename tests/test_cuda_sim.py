@@ -455,9 +455,8 @@ def test_gpu_agrees_with_numba_float32(d):
     x = wsprox.prox(cuda.to_device(w), 1e-2).copy_to_host()
     xn = wsprox.prox(w, 1e-2, backend="numba")
     np.testing.assert_allclose(x, xn, rtol=0, atol=4 * np.spacing(np.float32(np.abs(w).max())))
-    certify = getattr(wsprox, "certify", None)
-    if certify is not None:
-        certify(w, 1e-2, x)
+    cert = wsprox.certify(w, x, 1e-2)
+    assert cert, f"certificate failed, worst violation {cert.max_violation:.3g}"
 
 
 @pytest.mark.gpu
