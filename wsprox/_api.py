@@ -33,12 +33,15 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
 
     Parameters
     ----------
-    w : array_like
-        The weights. float32 and float64 are computed and returned in their own dtype
-        (sums are always accumulated in float64); float16 is computed in float32 and
-        returned as float16; bool and integer inputs give float64. Complex, object,
-        string and other dtypes raise TypeError. Must be finite. Never modified
-        (unless it is also passed as ``out``).
+    w : array_like or device array
+        The weights: anything numpy converts, or a GPU array (an object with
+        ``__cuda_array_interface__``: torch CUDA tensors, CuPy and numba device arrays),
+        which is solved on its device by a backend that takes device arrays
+        (``"cuda"`` by default) and gives a result of the same kind. float32 and float64
+        are computed and returned in their own dtype (sums are always accumulated in
+        float64); float16 is computed in float32 and returned as float16; bool and
+        integer inputs give float64. Complex, object, string and other dtypes raise
+        TypeError. Must be finite. Never modified (unless it is also passed as ``out``).
     lam : float
         Strength :math:`\lambda \ge 0` of the weight-sharing term. ``lam=0`` returns
         ``w`` (soft-thresholded if ``l1 > 0``).
@@ -51,17 +54,18 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     backend : str, optional
         A registered backend (see :func:`wsprox.backends`), or ``"auto"`` (default):
         ``"numba"`` for host arrays, ``"cuda"`` for device arrays.
-    out : numpy.ndarray, optional
-        Where to write the result: same shape as ``w`` and the output dtype. May be
-        ``w`` itself. Left untouched if the call raises.
+    out : numpy.ndarray or device array, optional
+        Where to write the result: same shape as ``w`` and the output dtype, writeable,
+        and of ``w``'s kind (a device array for device input). May be ``w`` itself. Left
+        untouched if the call raises.
     return_clusters : bool, optional
         Also return the weight-sharing groups.
 
     Returns
     -------
-    x : numpy.ndarray
-        The prox, of ``w``'s shape (``out`` if given).
-    labels : numpy.ndarray of int64
+    x : numpy.ndarray or device array
+        The prox, of ``w``'s shape (``out`` if given); of ``w``'s kind for device input.
+    labels : numpy.ndarray or device array of int64
         Only with ``return_clusters=True``: for each problem, the groups of equal
         output value numbered ``0..K-1`` in increasing order of value, in ``w``'s shape.
 
@@ -69,12 +73,17 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     ------
     TypeError
         Unsupported dtype of ``w``, non-real ``lam``/``l1``, non-integer ``axis``,
-        an ``out`` of the wrong type or dtype.
+        non-bool ``return_clusters``, non-str ``backend``, an ``out`` of the wrong type
+        or dtype.
     ValueError
         Non-finite values in ``w`` (the message gives their count and the first
         index), negative or non-finite ``lam``/``l1``, an unknown or unavailable
-        backend, a problem too large for the backend, ``out`` of the wrong shape.
+        backend, a backend that does not take arrays of ``w``'s kind, a problem too
+        large for the backend, ``out`` of the wrong shape or read-only.
         ``numpy.exceptions.AxisError`` (a ValueError) for an out-of-bounds axis.
+    RuntimeError
+        A backend returned a result of the wrong type, shape or dtype (the message
+        names it); nothing is written to ``out``.
 
     See Also
     --------
@@ -100,8 +109,8 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     member's weight to the cluster's value: the rest of the row, however large, does
     not matter. In practice the result is correctly rounded or one ulp off. The ``cuda``
     backend sums relative to each tile's middle element inside a tile and to the row
-    median between tiles (compensated tile offsets); its error is at most a few units of
-    :math:`2^{-53} (T s_T / |B| + \max_{i \in B} |w_i - \operatorname{median}(w)| + s_T +
+    median between tiles (compensated tile offsets); its error is at most two ulps of
+    the output plus a few units of :math:`2^{-53} (T s_T / |B| + \max_{i \in B} |w_i - \operatorname{median}(w)| + s_T +
     \lambda)`, :math:`T` the tile size (1024) and :math:`s_T` the largest range of the
     weights of a tile (:math:`T` consecutive sorted weights) that :math:`B` touches,
     whatever :math:`d`. For float32 data each output is within one float32 ulp of the

@@ -7,8 +7,9 @@ the parent, which kills the workers). The worker imports what it needs and calls
 once on a tiny input of the run's dtype (first imports, compilation for the dtype; untimed,
 bounded by :data:`PHASE_TIMEOUT`), then serves one case (family, d) at a time: it generates
 the input itself (so big vectors never cross the pipe), and for a runner with
-``warm_each_case`` (those that compile or calibrate per size: the numba backend calibrates
-its sort and compiles its radix path at the first row longer than 4096, the cuda backend
+``warm_each_case`` (those that compile or calibrate per size: the numba backend compiles
+the code of rows longer than 1024 at the first such row and calibrates its sort at the
+first row of each length class, the cuda backend
 switches kernels with d, and a backend of ``--import`` may do anything) first calls the
 solver once more, untimed, on the case's own input. Then it times up to ``repeat`` calls,
 reporting each time as soon as it is measured, checks its last result with
@@ -57,8 +58,9 @@ TIME_BUDGET = 1.0
 #: Size of the worker's first warm-up input (a Gaussian vector of the run's dtype).
 WARMUP_SIZE = 64
 #: Default extra time (seconds) given to the untimed call on a case's input, on top of the
-#: timeout: compilation and calibration happen there (the numba radix path compiles in
-#: about 1.5 s on a 2-core machine with an empty cache, CUDA kernels can take longer).
+#: timeout: compilation and calibration happen there (the numba code of rows above 1024
+#: elements compiled in about 5 s on a 2-core AMD EPYC machine with an empty cache; CUDA
+#: kernels can take longer).
 WARMUP_ALLOWANCE = 60.0
 #: Registered backends whose compiled code and tuning depend only on the dtype, so that the
 #: worker's first warm-up covers every size: cvxpy builds and solves a fresh problem per

@@ -146,12 +146,13 @@ _COMPARE_DESCRIPTION = (
     convention is checked against the numba backend first).""",
         f"""Each solver runs in its own worker process. The worker first calls it once, untimed, on a tiny input
     of the run's dtype (first imports, compilation for the dtype). Solvers that compile or calibrate per size
-    (numba: its sort engine and radix path above 4096 elements; the cuda backend; GPU sorts; every backend
-    of --import) are then called once more, untimed, on each case's own input before the timed calls, so
-    compilation and calibration are never timed; that call may take --timeout + --warmup-allowance
-    seconds (the allowance is {_compare.WARMUP_ALLOWANCE:g} s by default). cvxpy, cuda-imminent, the
-    external baselines and np.argsort compile nothing that depends on the size and get only the first
-    call. Then up to --repeat calls per case are timed (fewer once they take {_compare.TIME_BUDGET:g} s).""",
+    (numba: code for rows above 1024 elements, a sort calibration per row-length class; the cuda
+    backend; GPU sorts; every backend of --import) are then called once more, untimed, on each case's
+    own input before the timed calls, so compilation and calibration are never timed; that call may take
+    --timeout + --warmup-allowance seconds (the allowance is {_compare.WARMUP_ALLOWANCE:g} s by default).
+    cvxpy, cuda-imminent, the external baselines and np.argsort compile nothing that depends on the size
+    and get only the first call. Then up to --repeat calls per case are timed (fewer once they take
+    {_compare.TIME_BUDGET:g} s).""",
         """A call that takes longer than --timeout (or an untimed call on a case's input longer than
     --timeout + --warmup-allowance) is killed with its worker and reported as "> TIMEOUT"; larger sizes of
     that family are then not run on that solver and show as "not run (timed out at d=...)". Timeouts are

@@ -81,7 +81,7 @@ register_backend(
 register_backend(
     "cuda-imminent",
     _cuda_imminent_solve,
-    description="NVIDIA GPU baseline: the paper's imminent collisions (data-dependent rounds, ~d/2 worst case)",
+    description="NVIDIA GPU baseline: the paper's imminent collisions (data-dependent rounds, up to d - 1)",
     availability=_cuda_availability,
     array_kinds=("numpy", "cuda"),
     dtypes=("float32", "float64"),

@@ -10,6 +10,13 @@ on the adversarial ramp (``d/2`` zeros followed by ``a * (1..d/2)``, ``a = 2.25 
 where one heavy block absorbs a single neighbour per round. Each round costs a few launches
 and a host synchronisation. Use the ``cuda`` backend; this one exists to show the
 difference (``asv_bench/bench_cuda.py``).
+
+Accuracy: a block's sum is the float64 sum of ``x - median`` over its elements, added in
+the order the blocks merge, without the ``cuda`` backend's tile references and
+compensated offset scan. A block that grows by one neighbour per round (the ramp above)
+is a sequential sum, so the error of its mean can reach about ``|B|`` units of
+``2**-53 max_B |x - median|``: it grows with the block, as the paper's algorithm does, and
+is not the accuracy :func:`wsprox.prox` documents for ``cuda``.
 """
 
 from __future__ import annotations
