@@ -15,6 +15,7 @@ EXTRAS = {
     "torch": ["torch>=2.1"],
     "test": [
         "pytest>=7",
+        "pytest-xdist>=3",
         "hypothesis>=6.80",
         "scipy>=1.12",
         "cvxpy>=1.4",
