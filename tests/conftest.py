@@ -1,7 +1,9 @@
-"""Shared pytest configuration: markers and hypothesis profiles."""
+"""Shared pytest configuration: markers, hypothesis profiles, per-test random streams."""
 
 import os
+import zlib
 
+import numpy as np
 from hypothesis import settings
 
 settings.register_profile("default", deadline=None, max_examples=60)
@@ -15,3 +17,15 @@ settings.load_profile(
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: large sizes; deselected in the pure-Python coverage env")
     config.addinivalue_line("markers", "gpu: needs a real CUDA GPU (run on the GPU machine)")
+
+
+def pytest_runtest_setup(item):
+    """Restart a test module's ``RNG`` generator for every test, seeded by the test's id.
+
+    The draws of a test then do not depend on which tests ran before it in the same process
+    (pytest-xdist distributes them differently from run to run), so a failure reproduces
+    when the test is run alone.
+    """
+    module = getattr(item, "module", None)
+    if isinstance(getattr(module, "RNG", None), np.random.Generator):
+        module.RNG = np.random.default_rng(zlib.crc32(item.nodeid.encode()))
