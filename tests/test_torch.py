@@ -329,6 +329,31 @@ def test_hook_errors():
         wt.WeightSharing(opt, [model[0].weight], -1.0)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_failed_step_changes_nothing(bad):
+    """A non-finite second parameter: the first is not written, clusters/metrics/steps stay."""
+    a = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    b = torch.nn.Parameter(torch.tensor([0.5, -0.5]))
+    opt = torch.optim.SGD([a, b], lr=1.0)
+    ws = wt.WeightSharing(opt, [("a", a), ("b", b)], 1.0)
+    ws.apply()
+    state = (a.detach().clone(), ws.clusters(), ws.metrics(), ws.steps)
+    with torch.no_grad():
+        a.copy_(torch.tensor([4.0, 1.0, 2.0]))
+        b[1] = bad
+    before_a, before_b = a.detach().clone(), b.detach().clone()
+    with pytest.raises(ValueError, match="parameter 'b': t must be finite"):
+        ws.apply()
+    assert torch.equal(a.detach(), before_a)  # the prox of a was computed but not written
+    torch.testing.assert_close(b.detach(), before_b, equal_nan=True, rtol=0, atol=0)
+    assert ws.steps == state[3] == 1
+    assert ws.metrics() == state[2]
+    assert ws.clusters().keys() == state[1].keys() == {"a", "b"}
+    for name in ("a", "b"):
+        assert torch.equal(ws.clusters()[name], state[1][name])
+    ws.remove()
+
+
 def test_tied_weights_retraining():
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -634,24 +659,24 @@ def test_duplicate_parameters_are_refused():
 
 
 @pytest.mark.parametrize(
-    "bad, error",
+    "bad, error, match",
     [
-        ({"rho": 1.5}, ValueError),
-        ({"l1": -1.0}, ValueError),
-        ({"dim": 7}, IndexError),
-        ({"steps": -1}, ValueError),
-        ({"steps": 2.5}, TypeError),
-        ({"steps": True}, TypeError),
-        ({"steps": "3"}, TypeError),
+        ({"rho": 1.5}, ValueError, r"rho must be in \[0, 1\)"),
+        ({"l1": -1.0}, ValueError, "l1 must be"),
+        ({"dim": 7}, IndexError, "dim"),
+        ({"steps": -1}, ValueError, "steps must be >= 0"),
+        ({"steps": 2.5}, TypeError, "steps must be an int"),
+        ({"steps": True}, TypeError, "steps must be an int"),
+        ({"steps": "3"}, TypeError, "steps must be an int"),
     ],
 )
-def test_failed_load_state_dict_changes_nothing(bad, error):
+def test_failed_load_state_dict_changes_nothing(bad, error, match):
     model = make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ws = wt.WeightSharing(opt, [("w", model[0].weight)], 3.0, rho=0.25)
     ws.apply()
     before = ws.state_dict()
-    with pytest.raises(error):
+    with pytest.raises(error, match=match):
         ws.load_state_dict({"lam": 9.0, "l1": 0.5, "dim": 1, "rho": 0.5, "steps": 4, **bad})
     assert ws.state_dict() == before
     ws.load_state_dict({"lam": 9.0, "l1": 0.5, "dim": 1, "rho": 0.5, "steps": np.int64(4)})

@@ -666,20 +666,34 @@ class WeightSharing:
 
     @torch.no_grad()
     def apply(self) -> None:
-        """Apply one proximal step now (the hook calls this after every ``step()``)."""
+        """Apply one proximal step now (the hook calls this after every ``step()``).
+
+        The step is all or nothing: the new values of every listed parameter are computed
+        before any parameter is written, so an error (a non-finite parameter, say) leaves
+        the parameters, :meth:`clusters`, :meth:`metrics` and ``steps`` as they were, and its
+        message names the parameter. The price is one temporary copy of all listed
+        parameters at once rather than of the largest one.
+        """
+        results = []
         for name, p in self.params:
-            lr = float(_group_of(self.optimizer, p)["lr"])
-            dim = _normalize_dim(self.dim, p.dim())
-            x, labels = prox(
-                p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True
-            )
+            try:
+                lr = float(_group_of(self.optimizer, p)["lr"])
+                dim = _normalize_dim(self.dim, p.dim())
+                x, labels = prox(
+                    p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True
+                )
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"parameter {name!r}: {error}") from error
             if self.rho > 0:
                 mean = cluster_mean(p.detach(), labels, dim=dim)
                 x = torch.where(x == 0, x, x + self.rho * (mean - x))
-            p.copy_(x)
             # ids unique across the whole tensor, so that they mean the same with any dim
-            self._clusters[name] = labels if dim is None else _unmove(_global_ids(labels, dim)[0], labels, dim)
-            self._metrics[name] = _metrics_of(x, labels, dim)
+            ids = labels if dim is None else _unmove(_global_ids(labels, dim)[0], labels, dim)
+            results.append((name, p, x, ids, _metrics_of(x, labels, dim)))
+        for name, p, x, ids, metrics in results:
+            p.copy_(x)
+            self._clusters[name] = ids
+            self._metrics[name] = metrics
         self.steps += 1
 
     def metrics(self) -> dict[str, dict[str, float]]:
