@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from reference import prox_reference
+from reference import FAMILIES, family, prox_reference
 
 import wsprox
 from wsprox.solvers import _sort_engine, numba_backend
@@ -69,6 +69,46 @@ def test_engines_agree_bitwise(monkeypatch, dtype):
         for engine in _sort_engine.ENGINES:  # without labels: other compiled loops
             x = solve_with(engine, monkeypatch, w, lam, l1=l1, axis=axis)
             assert x.tobytes() == xr.tobytes(), (name, engine)
+
+
+def family_batch(n, d, last):
+    """``(w, lam)``: ``n`` rows of length ``d``, the last one ``last``, and the batch's strength.
+
+    ``last="exact"``: integer rows with ``lam = d - 1``, whose float64 sums are exact (so is
+    the partition; the means still round). Otherwise the rows cycle through the hard families, lam = 0.5, and the
+    last row is sorted or Gaussian: sorted and reversed rows sit among unsorted ones, first
+    and last, so an engine that takes a block of rows for sorted because one row is shows.
+    """
+    if last == "exact":
+        return RNG.integers(-3 * d, 3 * d + 1, (n, d)).astype(np.float64), float(d - 1)
+    names = [name for name in FAMILIES if name != "float32_overflow"]
+    rows = [family(names[r % len(names)], d, r)[0] for r in range(n - 1)]
+    rows.append({"sorted": np.arange(d, dtype=np.float64), "gaussian": RNG.standard_normal(d)}[last])
+    return np.stack(rows), 0.5
+
+
+@pytest.mark.parametrize("engine", _sort_engine.ENGINES)
+@pytest.mark.parametrize(
+    "n, d, last",
+    [
+        (6, 2000, "sorted"),
+        (6, 2000, "gaussian"),
+        (40, 2000, "sorted"),
+        (300, 600, "sorted"),
+        (3, 40_000, "sorted"),
+        (40, 2000, "exact"),
+        (300, 200, "exact"),
+    ],
+)
+def test_each_engine_matches_reference_on_family_batches(monkeypatch, engine, n, d, last):
+    """Batches of hard rows, serial and thread-pool paths, short and long rows, against the plain PAVA."""
+    w, lam = family_batch(n, d, last)
+    x, labels = solve_with(engine, monkeypatch, w, lam, axis=1, return_clusters=True)
+    expected, expected_labels = prox_reference(w, lam)
+    scale = np.abs(w).max(axis=1, keepdims=True) + lam
+    assert np.all(np.abs(x - expected) <= 1e-12 * scale)
+    if last == "exact":
+        np.testing.assert_array_equal(labels, expected_labels)  # exact sums: the same partition
 
 
 @pytest.mark.parametrize("engine", _sort_engine.ENGINES)
