@@ -97,7 +97,7 @@ def _signatures(types, dtype, pos):
     return {
         "k_tile": (x, flt, ti, tf, p, f64),
         "k_scan": (f64, f64),
-        "k_scan_offsets": (tf,),
+        "k_scan_offsets": (i, tf),
         "k_scan_fields": (tf, i, i),
         "k_bridge": (i, flt, i, ti, p, f64, tf),
         "k_update": (i, p, ti),

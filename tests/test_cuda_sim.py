@@ -12,7 +12,16 @@ import os
 
 import numpy as np
 import pytest
-from test_cuda_prototype import EXACT, FAMILIES, labels_of_values, make_family, pava_reference, tile_tolerance
+from reference import family
+from test_cuda_prototype import (
+    EXACT,
+    FAMILIES,
+    labels_of_runs,
+    labels_of_values,
+    make_family,
+    pava_reference,
+    tile_tolerance,
+)
 
 import wsprox
 
@@ -59,7 +68,8 @@ def _lam_for(name, d):
     return 0.5 * max(d - 1, 1) if name in EXACT else 0.3
 
 
-def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False):
+def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False, monotone=True):
+    """``backend`` against numba, the reference and (cuda) the prototype; ``monotone``: see ``_check`` there."""
     from wsprox.solvers.cuda_prototype import prox_rows
 
     x, labels = wsprox.prox(w, lam, l1=l1, backend=backend, return_clusters=True)
@@ -69,7 +79,9 @@ def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False):
     tol = (4e-6 if w.dtype == np.float32 else 1e-12) * scale
     np.testing.assert_allclose(x, xn, rtol=0, atol=tol)
     np.testing.assert_allclose(x.astype(np.float64), pava_reference(w.astype(np.float64), lam, l1), atol=tol)
-    np.testing.assert_array_equal(labels, labels_of_values(x))
+    np.testing.assert_array_equal(labels, labels_of_runs(w, x))
+    if monotone:
+        np.testing.assert_array_equal(labels, labels_of_values(x))
     if backend == "cuda":
         px, pl = prox_rows(w.reshape(1, -1), lam, l1, tile=tile, chunk=chunk, return_clusters=True)
         np.testing.assert_allclose(x, px[0], rtol=0, atol=tol)
@@ -95,7 +107,42 @@ def test_families(tiny, name, d):
     rng = np.random.default_rng(d)
     lam = _lam_for(name, d)
     w = make_family(name, d, lam, rng)
-    _agree(w, lam, exact=name in EXACT)
+    _agree(w, lam, exact=name in EXACT, monotone=name != "huge_tiny")
+
+
+@sim_only
+@pytest.mark.parametrize("name", ["gaussian", "zeros_ramp", "spike_ramp", "huge_tiny", "float32_overflow"])
+def test_float32_families(tiny, name):
+    """float32 rows of the hard families of tests/reference.py, float32_overflow among them (values near 3.4e38)."""
+    for d in (9, 33):
+        w, lam = family(name, d, d, lam=0.3)
+        w = w.astype(np.float32)
+        _agree(w, lam, l1=0.01 * lam, monotone=name != "huge_tiny")
+
+
+@sim_only
+def test_float64_near_overflow_is_scaled_not_lost(tiny):
+    """Rows near the float64 limit are solved in units of a power of two (per row), as on the CPU."""
+    top = np.finfo(np.float64).max
+    x = wsprox.prox(np.array([1.7e308, -1.7e308]), 1e308, backend="cuda")
+    np.testing.assert_allclose(x, [7e307, -7e307], rtol=1e-15)
+    rng = np.random.default_rng(4)
+    huge = np.where(np.arange(30) % 2 == 0, top, -top) * (1 - 1e-3 * rng.random(30))
+    small = rng.standard_normal(30)
+    w = np.stack([small, huge, small])
+    x, labels = wsprox.prox(w, 1e308, l1=1e306, axis=1, backend="cuda", return_clusters=True)
+    s = 2.0**-64  # the prox is positively homogeneous: compare with the scaled problem
+    ref, ref_labels = wsprox.prox(huge * s, 1e308 * s, l1=1e306 * s, backend="cuda", return_clusters=True)
+    assert np.all(np.isfinite(x))
+    np.testing.assert_allclose(x[1], ref / s, rtol=1e-14)
+    np.testing.assert_array_equal(labels[1], ref_labels)
+    np.testing.assert_allclose(x[1], wsprox.prox(huge, 1e308, l1=1e306, backend="numba"), rtol=0, atol=1e-12 * top)
+    alone, alone_labels = wsprox.prox(small, 1e308, l1=1e306, backend="cuda", return_clusters=True)
+    for r in (0, 2):  # the huge row scales only itself
+        np.testing.assert_array_equal(x[r], alone)
+        np.testing.assert_array_equal(labels[r], alone_labels)
+    x = wsprox.prox(small, 1e308, backend="cuda")  # a huge strength alone: lam d would overflow unscaled
+    np.testing.assert_allclose(x, np.full(30, small.mean()), rtol=0, atol=1e-12)
 
 
 @sim_only

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
+from ._scaling import overflow_unit as _overflow_unit
 from ._sorting import (
     pack_float32,
     pack_float64,
@@ -41,6 +42,8 @@ from ._sorting import (
     unpack_float64,
     unpack_narrow,
 )
+
+overflow_unit = njit(cache=True, nogil=True, inline="always")(_overflow_unit)
 
 
 def pack_row(row, keys):
@@ -123,20 +126,14 @@ def _unpack_narrow_row_overload(row, packed, buffer, perm):
 
 @njit(cache=True, nogil=True)
 def overflow_guard(xs, lam, l1):
-    """A power of two ``unit`` (1.0 unless values are huge) that keeps every product finite.
+    """The power of two ``unit`` of :func:`~wsprox.solvers._scaling.overflow_unit` for the sorted row ``xs``.
 
-    The pooling test multiplies sums of ``n`` values by counts up to ``d``: about
-    ``d**3 max(|x|, lam)``. Rows whose values or strengths come near the float64 limit
-    are solved in units of ``1/unit`` (exactly: the prox is positively homogeneous,
-    ``prox_{s lam R + s l1 |.|}(s w) = s prox_{lam R + l1 |.|}(w)``).
+    Rows whose values or strengths come near the float64 limit are solved in units of
+    ``1/unit`` (exactly: the prox is positively homogeneous).
     """
     d = xs.shape[0]
     largest = max(abs(np.float64(xs[0])), abs(np.float64(xs[d - 1])), lam, l1)
-    safe = 1e300 / (8.0 * np.float64(d) ** 3)
-    unit = 1.0
-    while largest * unit > safe:
-        unit *= 2.0**-32
-    return unit
+    return overflow_unit(largest, d)
 
 
 @njit(cache=True, nogil=True, inline="always")

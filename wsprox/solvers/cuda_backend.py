@@ -530,7 +530,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
         vcum = work.empty((m, slots), np.float64)
         kern.k_tile[(nt, m), kern.NC, stream](xs_c, lam, ti, tf, vpos, vcum)
         if first_fused > 0:  # otherwise the scan is the first step of k_levels (or nt == 1: k_tile did it)
-            kern.k_scan_offsets[(1, m), scan_threads, stream](tf)
+            kern.k_scan_offsets[(1, m), scan_threads, stream](d, tf)
         for level in range(first_fused):
             pairs = -(-nt // (2 << level))
             kern.k_bridge[(_grid(pairs, tpb), m), tpb, stream](level, lam, d, ti, vpos, vcum, tf)

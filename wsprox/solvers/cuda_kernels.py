@@ -10,7 +10,8 @@ They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_pr
    merged in a bridge tree inside the block (the same device functions as stage 2, on
    shared arrays); the tile writes only its hull vertices.
 2. :func:`k_scan_offsets` -- one thread block per row: compensated (double-double)
-   exclusive scan of the tile totals into the tile offsets (a parallel block scan).
+   scan of the tile totals into the tile offsets, outward from the median's tile (two
+   parallel block scans).
 3. :func:`k_bridge` / :func:`k_update` -- one launch pair per level of the bridge tree
    (``ceil(log2 n_tiles)`` levels): one thread per merging pair finds the bridge by the
    nested binary search, then one thread per tile moves its ``L``/``R`` survivor pointers;
@@ -36,6 +37,7 @@ import functools
 from numba import cuda, float32, float64, int32, int64
 
 from ._compensated import dd_add as _dd_add
+from ._scaling import overflow_unit as _overflow_unit
 
 __all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite", "soft_cast"]
 
@@ -49,11 +51,13 @@ TILE_INT_FIELDS = 5
 # centre c), its compensated exclusive scan (the tile offsets, high and low parts), new-id
 # counts and their scan (cluster ids), the row's centre c at [.., 0], and per tile its
 # reference (its middle element) minus c and its total relative to the reference (the
-# tile's slot sums ``vcum`` are relative to its reference).
-TOT, OFF, OFF_LO, LCNT, LBASE, CENTER, REFC, TREL = 0, 1, 2, 3, 4, 5, 6, 7
-TILE_FLOAT_FIELDS = 8
+# tile's slot sums ``vcum`` are relative to its reference), and the row's overflow unit at
+# [.., 0] (every value, sum, centre and ``lam`` of the hull is in units of ``1 / unit``).
+TOT, OFF, OFF_LO, LCNT, LBASE, CENTER, REFC, TREL, UNIT = 0, 1, 2, 3, 4, 5, 6, 7, 8
+TILE_FLOAT_FIELDS = 9
 
 dd_add = cuda.jit(device=True, inline="always")(_dd_add)
+overflow_unit = cuda.jit(device=True, inline="always")(_overflow_unit)
 
 
 @cuda.jit
@@ -178,26 +182,43 @@ def block_exclusive_scan_dd(part_hi, part_lo, v_hi, v_lo, tid, n):
 
 
 @cuda.jit(device=True)
-def row_exclusive_scan_dd(src, dst_hi, dst_lo, part_hi, part_lo):
-    """Compensated (double-double) exclusive scan of the float64 ``src`` into ``dst_hi + dst_lo``.
+def row_outward_scan_dd(src, origin, dst_hi, dst_lo, part_hi, part_lo):
+    """Compensated (double-double) scan of the float64 ``src`` outward from index ``origin``.
 
-    :func:`row_exclusive_scan` with every addition a double-double one, so that the
-    difference of two outputs is the sum between them up to one rounding of that
-    difference, however large the prefixes grow. ``part_hi``/``part_lo``: shared,
-    ``blockDim.x`` float64 each.
+    ``dst[t]`` is the sum of ``src[origin .. t-1]`` for ``t >= origin`` and minus the sum
+    of ``src[t .. origin-1]`` for ``t < origin`` (as ``dst_hi + dst_lo``), so that
+    ``dst[b] - dst[a]`` is the sum of ``src[a .. b-1]`` for every ``a <= b``. Each thread
+    sums a contiguous run (:func:`thread_run`) of each side; the forward run totals are
+    scanned by :func:`block_exclusive_scan_dd` in thread order, the backward ones in
+    reverse thread order, and every addition is a double-double one. With the tile totals
+    relative to the row's median and ``origin`` the median's tile, each side adds terms of
+    one sign, so the difference of two outputs is the sum between them up to about one
+    rounding of the largest term between them and the median, however large the far ends
+    of the row are (see ``cuda_prototype._scan_offsets``). ``part_hi``/``part_lo``:
+    shared, ``blockDim.x`` float64 each.
     """
     tid = cuda.threadIdx.x
+    nthr = cuda.blockDim.x
     lo, hi = thread_run(src.shape[0])
-    acc_hi = 0.0
-    acc_lo = 0.0
-    for i in range(lo, hi):
-        acc_hi, acc_lo = dd_add(acc_hi, acc_lo, src[i], 0.0)
-    acc_hi, acc_lo = block_exclusive_scan_dd(part_hi, part_lo, acc_hi, acc_lo, tid, cuda.blockDim.x)
-    for i in range(lo, hi):
+    f_hi = 0.0
+    f_lo = 0.0
+    for i in range(max(lo, origin), hi):
+        f_hi, f_lo = dd_add(f_hi, f_lo, src[i], 0.0)
+    b_hi = 0.0
+    b_lo = 0.0
+    for i in range(lo, min(hi, origin)):
+        b_hi, b_lo = dd_add(b_hi, b_lo, src[i], 0.0)
+    f_hi, f_lo = block_exclusive_scan_dd(part_hi, part_lo, f_hi, f_lo, tid, nthr)
+    b_hi, b_lo = block_exclusive_scan_dd(part_hi, part_lo, b_hi, b_lo, nthr - 1 - tid, nthr)  # from the right
+    for i in range(max(lo, origin), hi):
         v = src[i]
-        dst_hi[i] = acc_hi
-        dst_lo[i] = acc_lo
-        acc_hi, acc_lo = dd_add(acc_hi, acc_lo, v, 0.0)
+        dst_hi[i] = f_hi
+        dst_lo[i] = f_lo
+        f_hi, f_lo = dd_add(f_hi, f_lo, v, 0.0)
+    for i in range(min(hi, origin) - 1, lo - 1, -1):
+        b_hi, b_lo = dd_add(b_hi, b_lo, src[i], 0.0)
+        dst_hi[i] = -b_hi
+        dst_lo[i] = -b_lo
 
 
 @functools.cache
@@ -452,13 +473,14 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
 
     @cuda.jit(device=True)
     def block_value(vcnt, vpos, vcum, off, L, R, d, scale, lam, center, l1, is32, u, w):
+        """Output value of the block ``(u, w)``; ``lam`` and ``center`` in units of ``1 / off[UNIT, 0]``."""
         m = block_mean(vpos, vcum, off, d, scale, lam, center, u, w)
         if vpos[u] > 0:
             pu = prev_vertex(vcnt, L, R, u)
             mp = block_mean(vpos, vcum, off, d, scale, lam, center, pu, u)
             if m < mp:
                 m = mp
-        return soft_cast(m, l1, is32)
+        return soft_cast(m / off[UNIT, 0], l1, is32)
 
     # ------------------------------------------------------------------ kernels
     @cuda.jit
@@ -492,17 +514,21 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         b0 = t * TILE
         n_el = min(TILE, d - b0)
         nce = (n_el + CHUNK - 1) // CHUNK
-        center = float64(xs[r, d // 2])
-        ref = float64(xs[r, b0 + n_el // 2])  # the tile's reference: its middle element
+        # values in units of 1 / unit (a power of two: exact), so that no product overflows
+        unit = overflow_unit(max(abs(float64(xs[r, 0])), abs(float64(xs[r, d - 1])), lam), d)
+        lam = lam * unit
+        center = float64(xs[r, d // 2]) * unit
+        ref = float64(xs[r, b0 + n_el // 2]) * unit  # the tile's reference: its middle element
         if t == 0 and c == 0:
             tf[r, CENTER, 0] = center
+            tf[r, UNIT, 0] = unit
             if nt == 1:
                 tf[r, OFF, 0] = 0.0  # one tile: no scan follows
                 tf[r, OFF_LO, 0] = 0.0
         scale = float64(d - 1) if d > 1 else 1.0
         j = c
         while j < n_el:  # coalesced loads; one pad slot per chunk against bank conflicts
-            sx[j + j // CHUNK] = float64(xs[r, b0 + j]) - ref
+            sx[j + j // CHUNK] = float64(xs[r, b0 + j]) * unit - ref
             j += NC
         cuda.syncthreads()
         cs = c * CHUNK
@@ -581,12 +607,13 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     k_scan = get_scan_kernel(TPB)
 
     @cuda.jit
-    def k_scan_offsets(tf):
-        """Compensated exclusive scan of the tile totals into the offsets (grid = (1, n_rows), <= 1024 threads)."""
+    def k_scan_offsets(d, tf):
+        """Compensated scan of the tile totals into the offsets, outward from the median's tile
+        (grid = (1, n_rows), <= 1024 threads)."""
         part_hi = cuda.shared.array(1024, float64)
         part_lo = cuda.shared.array(1024, float64)
         r = cuda.blockIdx.y
-        row_exclusive_scan_dd(tf[r, TOT], tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
+        row_outward_scan_dd(tf[r, TOT], (d // 2) // TILE, tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
 
     @cuda.jit
     def k_scan_fields(tf, src, dst):
@@ -599,6 +626,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     def bridge_of_pair(level, lam, d, r, i, ti, vpos, vcum, tf):
         """The bridge of merging pair ``i`` of ``level`` in row ``r`` into ``ti[r, BRIDGE_P/Q, i]`` (-1: none)."""
         scale = float64(d - 1) if d > 1 else 1.0
+        lam = lam * tf[r, UNIT, 0]
         p, q = pair_bridge(
             level, i, ti.shape[2], scale, lam, ti[r, VCNT], vpos[r], vcum[r], tf[r], ti[r, LEFT], ti[r, RIGHT]
         )
@@ -639,7 +667,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         tid = cuda.threadIdx.x
         nt = ti.shape[2]
         if scan:
-            row_exclusive_scan_dd(tf[r, TOT], tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
+            row_outward_scan_dd(tf[r, TOT], (d // 2) // TILE, tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
             cuda.syncthreads()
         for level in range(level0, levels):
             pairs = (nt + (2 << level) - 1) // (2 << level)
@@ -683,6 +711,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         nthr = cuda.blockDim.x
         nt = ti.shape[2]
         scale = float64(d - 1) if d > 1 else 1.0
+        lam = lam * tf[r, UNIT, 0]
         center = tf[r, CENTER, 0]
         vc = ti[r, VCNT]
         Lr = ti[r, LEFT]
@@ -720,6 +749,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
             return
         nt = ti.shape[2]
         scale = float64(d - 1) if d > 1 else 1.0
+        lam = lam * tf[r, UNIT, 0]
         center = tf[r, CENTER, 0]
         vc = ti[r, VCNT]
         Lr = ti[r, LEFT]

@@ -20,6 +20,10 @@ are blocks, an edge's slope is its block's mean. Two adjacent ranges ``[a, m)``,
 with ``S`` the sums of ``x - c`` (the velocity sums have the closed form
 ``lam n (d - a - b) / (d - 1)`` and cancel into the right-hand side). Every geometric
 test below is this one predicate, ``pool(a, m, b)``; ties pool, as in the CPU backend.
+Its products reach about ``8 d**3 max(|x|, lam)``, so a row whose values or ``lam`` come
+near the float64 limit is solved in units of ``1 / unit``, a power of two from
+:func:`~wsprox.solvers._scaling.overflow_unit` (exact; the prox is positively
+homogeneous), and the block values are scaled back before the soft threshold.
 
 1. **Tile hulls.** The row is cut into tiles of ``TILE`` elements (a thread block on
    the GPU each), and each tile into chunks of ``CHUNK`` elements (a thread each). Every
@@ -77,6 +81,7 @@ import math
 import numpy as np
 
 from ._compensated import dd_add
+from ._scaling import overflow_unit
 
 __all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE", "DEFAULT_CHUNK"]
 
@@ -90,9 +95,10 @@ DEFAULT_CHUNK = 8
 class _Row:
     """The per-row state of the algorithm (one row of the kernels' 2-D arrays)."""
 
-    def __init__(self, xs, lam, tile, *, center=None, scale=None, tile_refs=False):
+    def __init__(self, xs, lam, tile, *, center=None, scale=None, tile_refs=False, unit=1.0):
         self.d = d = xs.shape[0]
         self.lam = float(lam)
+        self.unit = unit  # xs, lam and every sum are in units of 1 / unit (a power of two)
         self.T = tile
         self.S = tile + 1
         self.nt = -(-d // tile)
@@ -323,22 +329,38 @@ def _tile_pava(row, xs, chunk):
 
 
 def _scan_offsets(row, compensated=True):
-    """Exclusive scan of the tile totals into the offsets.
+    """The tile offsets: ``off[b] - off[a]`` is the sum of the tile totals of tiles ``a .. b-1``.
 
-    ``compensated``: in double-double (``off`` + ``off_lo``), so that the difference of
-    two offsets is the sum of the tile totals between them up to a rounding relative to
-    that sum, however large the offsets grow; otherwise a plain float64 scan (inside a
-    tile, where the sums are relative to the tile's reference and offsets stay below
-    about ``TILE`` times the tile's range).
+    ``compensated`` (the row level): in double-double (``off`` + ``off_lo``), outward
+    from the median's tile ``m``: ``off[t]`` is the sum of the totals of tiles ``m ..
+    t-1`` for ``t >= m`` and minus that of tiles ``t .. m-1`` for ``t < m``. The totals
+    are relative to the median ``c`` of the sorted row, so each of the two runs adds
+    terms of one sign (but the median tile's), and an offset is at most the sum of
+    ``|x - c|`` between the median and its tile; with the 106 bits of the double-double
+    sums, the difference of two offsets is the sum between them up to about one float64
+    rounding of the largest ``|x - c|`` in that range, whatever the rest of the row holds
+    (a scan from the row start would round relative to the far larger prefixes of rows
+    like ``[-1e300, ..., 1e-10, ...]``). Otherwise a plain float64 scan from the start
+    (inside a tile, where the sums are relative to the tile's reference and offsets stay
+    below about ``TILE`` times the tile's range).
     """
+    if not compensated:
+        acc = 0.0
+        for t in range(row.nt):
+            row.off[t] = acc
+            acc += row.tot[t]
+        return
+    origin = (row.d // 2) // row.T
     hi = lo = 0.0
-    for t in range(row.nt):
+    for t in range(origin, row.nt):  # forward from the median's tile
         row.off[t] = hi
         row.off_lo[t] = lo
-        if compensated:
-            hi, lo = dd_add(hi, lo, float(row.tot[t]), 0.0)
-        else:
-            hi += row.tot[t]
+        hi, lo = dd_add(hi, lo, float(row.tot[t]), 0.0)
+    hi = lo = 0.0
+    for t in range(origin - 1, -1, -1):  # backward from it
+        hi, lo = dd_add(hi, lo, float(row.tot[t]), 0.0)
+        row.off[t] = -hi
+        row.off_lo[t] = -lo
 
 
 def _bridge_levels(row):
@@ -403,6 +425,7 @@ def _block_value(row, u, w, l1, dtype):
         mp = _mean(row, pu, u)
         if m < mp:
             m = mp
+    m /= row.unit
     return dtype.type(_soft(m, l1) if l1 > 0.0 else m)
 
 
@@ -481,8 +504,11 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_
     labels = np.zeros((n, d), np.int64) if return_clusters else None
     for r in range(n):
         perm = np.argsort(w[r], kind="stable")
-        xs = w[r][perm]
-        row = _Row(xs, lam, int(tile), tile_refs=True)
+        xs = w[r][perm].astype(np.float64)
+        # in units of 1 / unit (a power of two: exact), so that no product overflows
+        unit = overflow_unit(max(abs(xs[0]), abs(xs[-1]), float(lam)), d)
+        xs *= unit
+        row = _Row(xs, float(lam) * unit, int(tile), tile_refs=True, unit=unit)
         _tile_pava(row, xs, int(chunk))
         _scan_offsets(row)
         _bridge_levels(row)
