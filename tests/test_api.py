@@ -160,12 +160,30 @@ def test_lam_zero_is_identity_bitwise(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [None, 0, 1])
-def test_input_not_modified(dtype, axis):
-    w = RNG.standard_normal((20, 30)).astype(dtype)[:, ::2]
+@pytest.mark.parametrize("layout", ["strided", "contiguous", "fortran"])
+def test_input_not_modified(dtype, axis, layout):
+    w = RNG.standard_normal((20, 30)).astype(dtype)
+    w = {"strided": w[:, ::2], "contiguous": w, "fortran": np.asfortranarray(w)}[layout]
     before = w.copy()
     x = wsprox.prox(w, 0.5, l1=0.1, axis=axis, return_clusters=True)[0]
     assert not np.shares_memory(x, w)
     np.testing.assert_array_equal(w, before)
+
+
+@pytest.mark.parametrize("axis", [None, 1])
+def test_backend_returning_its_input_does_not_alias(axis):
+    """A backend may return the rows it was given (views of ``w`` when no copy was needed): prox copies."""
+    wsprox.register_backend("echo", lambda w, lam, l1, rc: (w, None), description="returns its input")
+    try:
+        for w in (RNG.standard_normal(12), RNG.standard_normal((3, 4)), np.asfortranarray(RNG.standard_normal((3, 4)))):
+            before = w.copy()
+            x = wsprox.prox(w, 1.0, axis=axis if w.ndim == 2 else None, backend="echo")
+            np.testing.assert_array_equal(x, before)
+            assert not np.shares_memory(x, w)
+            x[...] = 5.0
+            np.testing.assert_array_equal(w, before)
+    finally:
+        wsprox.unregister_backend("echo")
 
 
 def test_lam_zero_result_does_not_alias_input():
@@ -228,23 +246,23 @@ def test_out_for_int_input_must_be_float64():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "exc"),
+    ("kwargs", "exc", "message"),
     [
-        ({"lam": -1.0}, ValueError),
-        ({"lam": 1.0, "backend": "nope"}, ValueError),
-        ({"lam": 1.0, "axis": 3}, ValueError),
-        ({"lam": 1.0, "l1": np.nan}, ValueError),
+        ({"lam": -1.0}, ValueError, "lam must be >= 0"),
+        ({"lam": 1.0, "backend": "nope"}, ValueError, "unknown backend 'nope'"),
+        ({"lam": 1.0, "axis": 3}, np.exceptions.AxisError, "axis 3 is out of bounds"),
+        ({"lam": 1.0, "l1": np.nan}, ValueError, "l1 must be finite"),
     ],
 )
-def test_failed_call_leaves_out_untouched(kwargs, exc):
+def test_failed_call_leaves_out_untouched(kwargs, exc, message):
     w = np.arange(6.0)
     out = np.full(6, 7.0)
-    with pytest.raises(exc):
+    with pytest.raises(exc, match=message):
         wsprox.prox(w, out=out, **kwargs)
     np.testing.assert_array_equal(out, 7.0)
     bad = w.copy()
     bad[3] = np.nan
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="w must be finite: 1 non-finite value"):
         wsprox.prox(bad, 1.0, out=out)
     np.testing.assert_array_equal(out, 7.0)
 
@@ -288,7 +306,7 @@ def test_axis_bad_type(axis):
 
 
 def test_axis_on_zero_dim_is_error():
-    with pytest.raises(np.exceptions.AxisError):
+    with pytest.raises(np.exceptions.AxisError, match="axis 0 is out of bounds for an array of dimension 0"):
         wsprox.prox(np.float64(1.0), 1.0, axis=0)
 
 
@@ -422,6 +440,24 @@ def test_broken_backend_result_is_caught():
             wsprox.prox(np.ones(3), 1.0, backend="broken")
     finally:
         wsprox.unregister_backend("broken")
+
+
+@pytest.mark.parametrize(
+    "labels", [np.zeros((1, 2), np.int64), [[0, 0, 0]], np.zeros(3, np.int64)], ids=["shape", "list", "1-d"]
+)
+def test_broken_backend_labels_are_caught(labels):
+    """Labels of the wrong shape or type: a RuntimeError naming the backend, and ``out`` is left as it was."""
+    wsprox.register_backend("badlabels", lambda w, lam, l1, rc: (w.copy(), labels), description="wrong labels")
+    try:
+        out = np.full(3, 7.0)
+        with pytest.raises(RuntimeError, match=r"backend 'badlabels' returned labels that are not an array of shape"):
+            wsprox.prox(np.arange(3.0), 1.0, backend="badlabels", return_clusters=True, out=out)
+        np.testing.assert_array_equal(out, np.full(3, 7.0))
+        x = wsprox.prox(np.arange(3.0), 1.0, backend="badlabels", out=out)  # labels not asked for: not checked
+        assert x is out
+        np.testing.assert_array_equal(out, np.arange(3.0))
+    finally:
+        wsprox.unregister_backend("badlabels")
 
 
 def test_failing_availability_probe_is_reported():

@@ -347,14 +347,14 @@ def test_validation_errors():
         certify(w, x, 1.0, rtol=-1e-9)
     with pytest.raises(TypeError, match="^rtol must be a real scalar"):
         certify(w, x, 1.0, rtol=None)
-    with pytest.raises(np.exceptions.AxisError):
+    with pytest.raises(np.exceptions.AxisError, match="axis 1 is out of bounds"):
         certify(w, x, 1.0, axis=1)
     with pytest.raises(TypeError, match="^axis must be an int"):
         certify(w, x, 1.0, axis=0.0)
     with pytest.raises(TypeError, match="^w must be array-like"):
         certify([[1.0], [1.0, 2.0]], x, 1.0)
     # certify(...) is keyword-only after lam
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="positional argument"):
         certify(w, x, 1.0, None)
 
 

@@ -181,14 +181,14 @@ def test_imminent_kernels_compile(compiler):
     kern = cuda_imminent._kernels(cuda_imminent.THREADS_PER_BLOCK)
     x = types.float32[:, ::1]
     f64, i64 = types.float64[:, ::1], types.int64[:, ::1]
-    v64 = types.int64[::1]
+    v64, f64v = types.int64[::1], types.float64[::1]
     flt, b, i = types.float64, types.boolean, types.int64
     sigs = {
-        "k_init": (x, i64, f64, v64),
-        "k_mark": (flt, i, i64, f64, v64, f64, v64),
+        "k_init": (x, flt, i64, f64, v64, f64v),
+        "k_mark": (flt, i, i64, f64, v64, f64, v64, f64v),
         "k_scan": (f64, f64),
         "k_compact": (i64, f64, v64, f64, f64, i64, f64, v64),
-        "k_values": (x, i64, flt, flt, b, i64, f64, v64, x, b, f64, f64),
+        "k_values": (x, i64, flt, flt, b, i64, f64, v64, f64v, x, b, f64, f64),
         "k_flags": (f64, v64, f64),
         "k_labels": (i64, i64, v64, f64, f64, i64),
     }

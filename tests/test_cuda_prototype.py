@@ -287,9 +287,9 @@ def test_overflow_scaling_is_per_row():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="2-D float32 or float64"):
         prox_rows(np.zeros(3), 1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tile must be >= 1"):
         prox_rows(np.zeros((1, 3)), 1.0, tile=0)
     with pytest.raises(ValueError, match="chunk"):
         prox_rows(np.zeros((1, 3)), 1.0, chunk=0)

@@ -1,16 +1,14 @@
 """The cvxpy ground-truth backend against exact rational answers, and the numba backend against it."""
 
+import functools
+
+import cvxpy  # noqa: F401  (in the test extra: a missing cvxpy must fail, not skip the suite)
+import numpy as np
 import pytest
+from reference import FAMILIES, family, max_abs_error, prox_exact, row_scale
 
-pytest.importorskip("cvxpy")
-
-import functools  # noqa: E402
-
-import numpy as np  # noqa: E402
-from reference import FAMILIES, family, max_abs_error, prox_exact, row_scale  # noqa: E402
-
-import wsprox  # noqa: E402
-from wsprox.solvers import cvxpy_backend  # noqa: E402
+import wsprox
+from wsprox.solvers import cvxpy_backend
 
 #: Families whose exact cluster values are closer than the backend's 1e-7 relative cluster
 #: tolerance (magnitudes 1e-30..1e30 in one vector): values are checked, labels are not.
@@ -104,6 +102,8 @@ def test_subnormal_values(lam):
     _assert_close_to_exact(x, exact, w, lam, 0.0)
     assert labels.tolist() == exact_labels
 
+
+def test_pooling_at_the_boundary_and_integer_rows_are_exact():
     """Pooling exactly at the boundary (left mean == right mean) gives one exact cluster."""
     x, labels = wsprox.prox(np.array([0.0, 1.0]), 0.5, backend="cvxpy", return_clusters=True)
     np.testing.assert_array_equal(x, [0.5, 0.5])

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+import scipy.optimize as scipy_optimize  # in the test extra: a missing scipy must fail, not skip the suite
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import wsprox
-
-scipy_optimize = pytest.importorskip("scipy.optimize")
 
 RNG = np.random.default_rng(7)
 

@@ -16,7 +16,8 @@ the order the blocks merge, without the ``cuda`` backend's tile references and
 compensated offset scan. A block that grows by one neighbour per round (the ramp above)
 is a sequential sum, so the error of its mean can reach about ``|B|`` units of
 ``2**-53 max_B |x - median|``: it grows with the block, as the paper's algorithm does, and
-is not the accuracy :func:`wsprox.prox` documents for ``cuda``.
+is not the accuracy :func:`wsprox.prox` documents for ``cuda``. Rows near the float64
+limit are solved in units of a power of two, as in every backend.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import functools
 import numpy as np
 from numba import cuda, float64, int64
 
-from .cuda_kernels import get_scan_kernel, soft_cast
+from .cuda_kernels import get_scan_kernel, overflow_unit, soft_cast
 
 __all__ = ["solve", "run_rows"]
 
@@ -41,19 +42,22 @@ def _kernels(tpb):
     TPB = int(tpb)
 
     @cuda.jit
-    def k_init(xs, bstart, bsum, nblk):
+    def k_init(xs, lam, bstart, bsum, nblk, units):
+        """Singleton blocks; sums of ``x - median`` in units of ``1 / units[r]`` (overflow scaling)."""
         k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
         d = xs.shape[1]
+        unit = overflow_unit(max(abs(float64(xs[r, 0])), abs(float64(xs[r, d - 1])), lam), d)
         if k < d:
             bstart[r, k] = k
-            bsum[r, k] = float64(xs[r, k]) - float64(xs[r, d // 2])
+            bsum[r, k] = float64(xs[r, k]) * unit - float64(xs[r, d // 2]) * unit
         if k == 0:
             bstart[r, d] = d
             nblk[r] = d
+            units[r] = unit
 
     @cuda.jit
-    def k_mark(lam, d, bstart, bsum, nblk, head, changed):
+    def k_mark(lam, d, bstart, bsum, nblk, head, changed, units):
         j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
         nb = nblk[r]
@@ -66,6 +70,7 @@ def _kernels(tpb):
             head[r, j] = 1.0
             return
         scale = float64(d - 1) if d > 1 else 1.0
+        lam = lam * units[r]
         n_l = float64(bstart[r, j] - bstart[r, j - 1])
         n_r = float64(bstart[r, j + 1] - bstart[r, j])
         if scale * (bsum[r, j] * n_l - bsum[r, j - 1] * n_r) <= lam * n_l * n_r * (n_l + n_r):
@@ -96,7 +101,7 @@ def _kernels(tpb):
             nnew[r] = ni + 1
 
     @cuda.jit
-    def k_values(xs, perm, lam, l1, is32, bstart, bsum, nblk, out, want_labels, flag, vals):
+    def k_values(xs, perm, lam, l1, is32, bstart, bsum, nblk, units, out, want_labels, flag, vals):
         j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
         nb = nblk[r]
@@ -104,7 +109,9 @@ def _kernels(tpb):
             return
         d = xs.shape[1]
         scale = float64(d - 1) if d > 1 else 1.0
-        center = float64(xs[r, d // 2])
+        unit = units[r]
+        lam = lam * unit
+        center = float64(xs[r, d // 2]) * unit
         a = bstart[r, j]
         b = bstart[r, j + 1]
         m = bsum[r, j] / float64(b - a) + lam * float64(d - a - b) / scale + center
@@ -113,7 +120,7 @@ def _kernels(tpb):
             mp = bsum[r, j - 1] / float64(a - a0) + lam * float64(d - a0 - a) / scale + center
             if m < mp:
                 m = mp
-        m = soft_cast(m, l1, is32)
+        m = soft_cast(m / unit, l1, is32)
         vals[r, j] = m
         for k in range(a, b):
             out[r, perm[r, k]] = m
@@ -176,14 +183,15 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
     nsum = work.empty((n, d), np.float64)
     nblk = work.empty(n, np.int64)
     nnew = work.empty(n, np.int64)
+    units = work.empty(n, np.float64)
     head = work.empty((n, d), np.float64)
     idx = work.empty((n, d), np.float64)
     changed = work.empty(1, np.int64)
-    kern.k_init[grid, tpb, stream](xs, bstart, bsum, nblk)
+    kern.k_init[grid, tpb, stream](xs, float(lam), bstart, bsum, nblk, units)
     rounds = 0
     while True:
         changed.copy_to_device(np.zeros(1, np.int64), stream=stream)
-        kern.k_mark[grid, tpb, stream](float(lam), d, bstart, bsum, nblk, head, changed)
+        kern.k_mark[grid, tpb, stream](float(lam), d, bstart, bsum, nblk, head, changed, units)
         if int(changed.copy_to_host(stream=stream)[0]) == 0:
             break
         rounds += 1
@@ -199,7 +207,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
     flag = work.empty((n, d), np.float64)
     is32 = xs.dtype == np.float32
     kern.k_values[grid, tpb, stream](
-        xs, perm, float(lam), float(l1), is32, bstart, bsum, nblk, out, want_labels, flag, vals
+        xs, perm, float(lam), float(l1), is32, bstart, bsum, nblk, units, out, want_labels, flag, vals
     )
     labels = None
     if want_labels:
