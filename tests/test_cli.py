@@ -508,6 +508,58 @@ def test_output_write_failure_reported_without_losing_the_rest(plugin, tmp_path,
         assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_failed_plot_keeps_the_old_file_and_is_reported(tmp_path, monkeypatch):
+    """savefig failing half-way (after the up-front check): the old --plot file stays, no temp file, status 1."""
+    from matplotlib.figure import Figure  # in the test extra
+
+    real_savefig = Figure.savefig
+
+    def failing_savefig(self, target, **kwargs):
+        if isinstance(target, io.BytesIO):  # the up-front check
+            return real_savefig(self, target, **kwargs)
+        target.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", failing_savefig)
+    png_path, json_path = tmp_path / "p.png", tmp_path / "p.json"
+    png_path.write_bytes(b"old plot")
+    argv = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss", "--repeat", "1"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status, out = _run([*argv, "--plot", str(png_path), "--json", str(json_path)])
+    assert status == 1, out
+    assert f"ERROR: could not write --plot {png_path}: OSError: disk full" in err.getvalue()
+    assert png_path.read_bytes() == b"old plot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.png"]  # no temporary file left
+    assert _strict_json(json_path)["results"]  # the JSON was written
+
+
+def test_write_atomically_replaces_whole_or_not_at_all(tmp_path):
+    from wsprox._files import write_atomically
+
+    path = tmp_path / "r.json"
+    path.write_text("old")
+
+    def half_then_fail(f):
+        f.write("{half")
+        raise ValueError("broken record")
+
+    with pytest.raises(ValueError, match="broken record"):
+        write_atomically(path, half_then_fail)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    write_atomically(path, lambda f: f.write("new"))
+    assert path.read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # what open(path, "w") gives
+    write_atomically(tmp_path / "b.bin", lambda f: f.write(b"\x00\x01"), binary=True)
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    with pytest.raises(IsADirectoryError):
+        write_atomically(tmp_path, lambda f: f.write("x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "r.json"]
+
+
 def test_exit_status_of_floor_errors_and_empty_runs():
     settings = _compare.Settings(sizes=[100], families=["gauss"], runners=[])
     floor = _compare.Runner("sort-cpu", "np.argsort (floor)", "floor", "cpu")

@@ -47,6 +47,7 @@ import wsprox
 
 from ._baselines import BASELINES
 from ._families import family_seed, make_input
+from ._files import write_atomically
 
 __all__ = ["Runner", "Result", "Settings", "Interrupted", "select_runners", "run", "machine_info", "format_table"]
 
@@ -834,4 +835,4 @@ def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
                 labels.append(label)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels) or 1), fontsize="small")
     fig.suptitle(title, fontsize="medium")
-    fig.savefig(path, dpi=110, format=fmt)
+    write_atomically(path, lambda f: fig.savefig(f, dpi=110, format=fmt), binary=True)

@@ -29,6 +29,7 @@ import wsprox
 
 from . import _compare
 from ._families import DEFAULT_FAMILIES, FAMILIES
+from ._files import write_atomically
 
 __all__ = ["main", "build_parser", "DEFAULT_SIZES"]
 
@@ -387,11 +388,10 @@ def _json_safe(obj):
 
 
 def _write_json(path: str, record: dict) -> str | None:
-    """Write ``record`` to ``path`` as strict JSON; the error text if that failed, else None."""
+    """Write ``record`` to ``path`` as strict JSON, all at once; the error text if that failed, else None."""
     try:
         text = json.dumps(_json_safe(record), indent=1, allow_nan=False)
-        with open(path, "w") as f:
-            f.write(text + "\n")
+        write_atomically(path, lambda f: f.write(text + "\n"))
     except (OSError, ValueError, TypeError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -1,0 +1,47 @@
+"""Writing output files all at once: a reader never sees half a file, a failure leaves the old one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+def write_atomically(path, write, *, binary: bool = False) -> None:
+    """Call ``write(f)`` on a temporary file next to ``path``, then move it onto ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to create or replace.
+    write : callable
+        Called with the open temporary file (text, UTF-8, or binary if ``binary``).
+    binary : bool, optional
+        Open the temporary file in binary mode.
+
+    Raises
+    ------
+    Exception
+        Whatever ``write`` or the file system raises; ``path`` is then left as it was (an
+        old file untouched, no new one) and the temporary file is removed.
+
+    Notes
+    -----
+    The temporary file is in ``path``'s directory, so :func:`os.replace` is a rename
+    within one file system, which POSIX and Windows perform atomically. The new file gets
+    the permissions a plain ``open(path, "w")`` would give it (``0o666`` less the umask).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
