@@ -6,9 +6,12 @@ import zlib
 import numpy as np
 from hypothesis import settings
 
+# default (a plain pytest run): fresh random examples each run, failures remembered in .hypothesis/.
+# ci (every tox env unless HYPOTHESIS_PROFILE says otherwise) and nojit (the coverage env): the same
+# examples on every run and no example database, so a CI result is reproducible and writes nothing.
 settings.register_profile("default", deadline=None, max_examples=60)
-settings.register_profile("ci", deadline=None, max_examples=30)
-settings.register_profile("nojit", deadline=None, max_examples=10)
+settings.register_profile("ci", deadline=None, max_examples=30, derandomize=True, database=None)
+settings.register_profile("nojit", deadline=None, max_examples=10, derandomize=True, database=None)
 settings.load_profile(
     "nojit" if os.environ.get("NUMBA_DISABLE_JIT") == "1" else os.environ.get("HYPOTHESIS_PROFILE", "default")
 )

@@ -76,32 +76,33 @@ def test_sizes_accept_comma_lists_and_scientific_notation():
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "message"),
     [
-        [],
-        ["nonsense"],
-        ["compare", "--sizes", "1"],
-        ["compare", "--sizes", "1.5"],
-        ["compare", "--sizes", "1e3,abc"],
-        ["compare", "--sizes", ","],
-        ["compare", "--repeat", "0"],
-        ["compare", "--timeout", "0"],
-        ["compare", "--timeout", "-1"],
-        ["compare", "--lam", "nan"],
-        ["compare", "--families", "gauss,nope"],
-        ["compare", "--dtype", "float16"],
-        ["compare", "--backends", "no-such-backend"],
-        ["compare", "--import", "no_such_module_for_wsprox_tests"],
-        ["compare", "--seed", "-1"],
-        ["compare", "--seed", "1.5"],
-        ["compare", "--warmup-allowance", "-1"],
+        ([], "the following arguments are required: COMMAND"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+        (["compare", "--sizes", "1"], "--sizes: a size must be an integer >= 2, got '1'"),
+        (["compare", "--sizes", "1.5"], "--sizes: a size must be an integer >= 2, got '1.5'"),
+        (["compare", "--sizes", "1e3,abc"], "--sizes: not a size: 'abc'"),
+        (["compare", "--sizes", ","], "--sizes: no size in ','"),
+        (["compare", "--repeat", "0"], "--repeat: must be >= 1, got 0"),
+        (["compare", "--timeout", "0"], "--timeout: must be a finite number > 0, got '0'"),
+        (["compare", "--timeout", "-1"], "--timeout: must be a finite number > 0, got '-1'"),
+        (["compare", "--lam", "nan"], "--lam: must be a finite number > 0, got 'nan'"),
+        (["compare", "--families", "gauss,nope"], "--families: unknown family 'nope'; known: gauss,"),
+        (["compare", "--dtype", "float16"], "--dtype: invalid choice: 'float16'"),
+        (["compare", "--backends", "no-such-backend"], "unknown backend 'no-such-backend'; known: numba,"),
+        (["compare", "--import", "no_such_module_for_wsprox_tests"], "ModuleNotFoundError"),
+        (["compare", "--seed", "-1"], "--seed: must be a non-negative integer, got -1"),
+        (["compare", "--seed", "1.5"], "--seed: not an integer: '1.5'"),
+        (["compare", "--warmup-allowance", "-1"], "--warmup-allowance: must be a finite number >= 0, got '-1'"),
     ],
 )
-def test_bad_arguments_exit_2(argv, capsys):
+def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
-    assert "error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: " in err and message in err, err
 
 
 def _parser_error(argv, capsys):

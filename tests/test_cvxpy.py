@@ -153,6 +153,26 @@ def test_batch_with_axis():
     _assert_close_to_exact(x.ravel(), exact, w.ravel(), 0.6, 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [None, 1])
+def test_input_not_modified_and_float32_batches(dtype, axis):
+    """A strided, read-only input is left as it was; float32 batches are exact up to one float32 rounding."""
+    w = (np.random.default_rng(9).standard_normal((3, 24)) * 3.0).astype(dtype)[:, ::2]
+    w.setflags(write=False)
+    before = w.copy()
+    x, labels = wsprox.prox(w, 0.7, l1=0.2, axis=axis, backend="cvxpy", return_clusters=True)
+    assert x.dtype == dtype and x.shape == w.shape and not np.shares_memory(x, w)
+    np.testing.assert_array_equal(w, before)
+    rows = [w.ravel()] if axis is None else list(w)
+    x_rows = [x.ravel()] if axis is None else list(x)
+    lab_rows = [labels.ravel()] if axis is None else list(labels)
+    for row, x_row, lab_row in zip(rows, x_rows, lab_rows):
+        exact, exact_labels = prox_exact(row, 0.7, 0.2)
+        _assert_close_to_exact(x_row, exact, row, 0.7, 0.2)
+        if dtype == np.float64:
+            assert lab_row.tolist() == exact_labels
+
+
 def test_labels_and_docstring_example():
     x, labels = wsprox.prox(np.array([0.0, 1.0, 5.0]), 2.0, backend="cvxpy", return_clusters=True)
     np.testing.assert_allclose(x, [1.5, 1.5, 3.0], rtol=0, atol=1e-12)

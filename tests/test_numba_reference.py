@@ -77,6 +77,27 @@ def test_batch_of_families_against_exact(dtype):
         np.testing.assert_array_equal(labels[:, j], np.unique(x[:, j], return_inverse=True)[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["huge_lam", "integer_exact", "float32_overflow"])
+def test_batch_of_a_family_with_its_own_lam(name, dtype):
+    """The families that fix lam, as batches (rows of one family share its first row's lam); exact partitions for
+    integer rows."""
+    d = 64
+    w0, lam = family(name, d, rng=0)
+    rows = [w0] + [family(name, d, rng=k)[0] for k in range(1, 5)]
+    if name == "huge_lam":
+        lam = 50.0 * max(float(np.ptp(r)) for r in rows)  # huge for every row
+    w = np.array(rows, dtype=dtype)
+    x, labels = wsprox.prox(w, lam, axis=1, backend="numba", return_clusters=True)
+    for j in range(w.shape[0]):
+        exact, exact_labels = assert_close_to_exact(x[j], w[j], lam, 0.0)
+        np.testing.assert_array_equal(labels[j], np.unique(x[j], return_inverse=True)[1])
+        if dtype == np.float64 and name == "integer_exact":
+            np.testing.assert_array_equal(labels[j], exact_labels)
+        if name == "huge_lam":
+            assert labels[j].max() == 0  # one cluster: the mean
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_large_families_against_float64_reference(name):
     d = 20_000

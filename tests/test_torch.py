@@ -168,10 +168,27 @@ def test_penalty_dtype_and_errors():
 def test_errors():
     with pytest.raises(TypeError, match="t must be a torch.Tensor"):
         wt.prox([1.0, 2.0], 1.0)
-    with pytest.raises(TypeError, match="unsupported dtype"):
+    with pytest.raises(TypeError, match="^t has unsupported dtype torch.complex64"):
         wt.prox(torch.ones(3, dtype=torch.complex64), 1.0)
     with pytest.raises(ValueError, match="lam must be >= 0"):
         wt.prox(torch.ones(3), -1.0)
+    for lam in ("1", torch.tensor([1.0, 2.0])):
+        with pytest.raises(TypeError, match="^lam must be a real scalar"):
+            wt.prox(torch.ones(3), lam)
+    with pytest.raises(ValueError, match="^l1 must be >= 0"):
+        wt.prox(torch.ones(3), 1.0, l1=-1.0)
+    with pytest.raises(ValueError, match="^l1 must be finite"):
+        wt.prox(torch.ones(3), 1.0, l1=float("nan"))
+    with pytest.raises(ValueError, match="^unknown backend 'nope'"):
+        wt.prox(torch.ones(3), 1.0, backend="nope")
+    with pytest.raises(TypeError, match="^backend must be a str"):
+        wt.prox(torch.ones(3), 1.0, backend=3)
+    with pytest.raises(TypeError, match="^return_clusters must be a bool, got int"):
+        wt.prox(torch.ones(3), 1.0, return_clusters=1)
+    with pytest.raises(TypeError, match="^t has unsupported dtype"):
+        wt.penalty(torch.ones(3, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="^t must be finite"):
+        wt.penalty(torch.tensor([1.0, float("inf")]))
     with pytest.raises(IndexError, match="dim 2 is out of range"):
         wt.prox(torch.ones(3, 2), 1.0, dim=2)
     with pytest.raises(TypeError, match="dim must be an int"):
