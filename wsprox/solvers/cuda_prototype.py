@@ -38,11 +38,12 @@ homogeneous), and the block values are scaled back before the soft threshold.
    the next tile's start point; slots always name it by the next tile's ``v_0``
    (*canonical* slots), so every hull point has one slot. The tile totals relative to
    ``c`` (``trel_t + n_t (ref_t - c)``) are scanned in double-double into the offsets
-   ``off``. The sum of ``x - c`` over a range between two slots is ``vcum[b] - vcum[a] +
-   n (ref_t - c)`` inside one tile; across tiles it is the part in each end tile, from
+   ``off``, outward from the median's tile (see :func:`_scan_offsets`). The sum of
+   ``x - c`` over a range between two slots is ``vcum[b] - vcum[a] + n (ref_t - c)``
+   inside one tile; across tiles it is the part in each end tile, from
    that tile's ``vcum`` and its ``n (ref - c)``, plus the difference of the compensated
-   offsets of the whole tiles between, whose rounding is relative to their own sum.
-   So no sum rounds relative to prefixes of the whole row, and the error does not grow
+   offsets of the whole tiles between, whose rounding is relative to the values
+   between them and the median. So no sum rounds relative to prefixes of the whole row, and the error does not grow
    with ``d`` (see the Accuracy section of :func:`wsprox.prox`).
 2. **Bridge tree.** Groups of ``2**level`` tiles are merged pairwise, ``ceil(log2
    n_tiles)`` levels, whatever the data. A group's hull is described without copying:
