@@ -48,7 +48,7 @@ __all__ = ["get_kernels", "get_scan_kernel", "get_unsort_kernels", "k_nonfinite"
 VCNT, LEFT, RIGHT, BRIDGE_P, BRIDGE_Q = 0, 1, 2, 3, 4
 TILE_INT_FIELDS = 5
 # ``tf``, float64 (rows, TILE_FLOAT_FIELDS, n_tiles): tile total (relative to the row's
-# centre c), its compensated exclusive scan (the tile offsets, high and low parts), new-id
+# centre c), its compensated scan outward from the median's tile (the tile offsets, high and low parts), new-id
 # counts and their scan (cluster ids), the row's centre c at [.., 0], and per tile its
 # reference (its middle element) minus c and its total relative to the reference (the
 # tile's slot sums ``vcum`` are relative to its reference), and the row's overflow unit at
