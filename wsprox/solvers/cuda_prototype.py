@@ -40,11 +40,11 @@ homogeneous), and the block values are scaled back before the soft threshold.
    ``c`` (``trel_t + n_t (ref_t - c)``) are scanned in double-double into the offsets
    ``off``, outward from the median's tile (see :func:`_scan_offsets`). The sum of
    ``x - c`` over a range between two slots is ``vcum[b] - vcum[a] + n (ref_t - c)``
-   inside one tile; across tiles it is the part in each end tile, from
-   that tile's ``vcum`` and its ``n (ref - c)``, plus the difference of the compensated
-   offsets of the whole tiles between, whose rounding is relative to the values
-   between them and the median. So no sum rounds relative to prefixes of the whole row, and the error does not grow
-   with ``d`` (see the Accuracy section of :func:`wsprox.prox`).
+   inside one tile; across tiles it is the part in each end tile, from that tile's
+   ``vcum`` and its ``n (ref - c)``, plus the difference of the compensated offsets of
+   the whole tiles between, whose rounding is relative to the values between them and
+   the median. So no sum rounds relative to prefixes of the whole row, and the error
+   does not grow with ``d`` (see the Accuracy section of :func:`wsprox.prox`).
 2. **Bridge tree.** Groups of ``2**level`` tiles are merged pairwise, ``ceil(log2
    n_tiles)`` levels, whatever the data. A group's hull is described without copying:
    its vertices inside a tile are a contiguous range of that tile's own hull vertices,
