@@ -198,6 +198,7 @@ def main(argv=None):
     import numpy as np
 
     import wsprox
+    from wsprox._files import write_atomically
 
     if args.dry_run:
         from wsprox.solvers import cuda_backend, cuda_imminent
@@ -313,8 +314,8 @@ def main(argv=None):
         repeat=args.repeat,
         warmup=args.warmup,
     )
-    with open(args.output, "w") as fh:
-        json.dump(dict(meta=meta, rows=rows, variants=variants, host_profile=profile), fh, indent=2)
+    record = dict(meta=meta, rows=rows, variants=variants, host_profile=profile)
+    write_atomically(args.output, lambda fh: json.dump(record, fh, indent=2))
     return 0
 
 

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 import wsprox
+from wsprox._files import save_figure_atomically, write_atomically
 
 
 def cpu_model():
@@ -140,7 +141,7 @@ def plot(rows, machine, engines, path):
     ax.set_xlabel("time of wsprox.prox / time of baseline (lower is better; black: goal)")
     ax.set_title(f"numba backend\n{machine}; sort engine: {engines}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomically(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -186,8 +187,8 @@ def main(argv=None):
             f"{r['ratio']:>8.2f}  {r['goal']} ({mark})"
         )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"machine": machine, "repeat": args.repeat, "sort": engines, "results": rows}, fh, indent=2)
+        record = {"machine": machine, "repeat": args.repeat, "sort": engines, "results": rows}
+        write_atomically(args.json, lambda fh: json.dump(record, fh, indent=2))
     if args.plot:
         plot(rows, machine, engines, args.plot)
     return 0 if all(r["met"] for r in rows) else 1

@@ -39,6 +39,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import wsprox.torch as wt  # noqa: E402
+from wsprox._files import save_figure_atomically, write_atomically  # noqa: E402
 
 PERM_SEED = 20240502  # the one fixed pixel permutation
 SPLIT_SEED = 0  # train/test split
@@ -430,7 +431,7 @@ def filter_figure(weights: dict[str, np.ndarray], path: Path) -> None:
                 ax.set_facecolor("0.75")
             else:
                 ax.imshow(dev, cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
-    fig.savefig(path, dpi=100)
+    save_figure_atomically(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -502,7 +503,7 @@ def main(argv=None) -> dict:
     table = markdown_table(summary, sweep, lam, cfg)
     print(table)
     print(f"total time {elapsed:.1f} s")
-    (args.out / "shuffled_digits.md").write_text(table)
+    write_atomically(args.out / "shuffled_digits.md", lambda f: f.write(table))
     filter_figure(filters, args.out / "shuffled_digits_filters.png")
     result = {
         "config": asdict(cfg) | {"smoke": args.smoke, "perm_seed": PERM_SEED, "threads": args.threads},
@@ -513,7 +514,7 @@ def main(argv=None) -> dict:
         "runs": per_seed,
         "seconds": elapsed,
     }
-    (args.out / "shuffled_digits.json").write_text(json.dumps(result, indent=1))
+    write_atomically(args.out / "shuffled_digits.json", lambda f: json.dump(result, f, indent=1))
     return result
 
 

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import wsprox  # noqa: E402
+from wsprox._files import save_figure_atomically, write_atomically  # noqa: E402
 
 VALUES = (-2.0, 0.0, 1.0, 3.0)
 
@@ -329,7 +330,7 @@ def figure(cfg: Config, summary: dict, path: Path) -> None:
             ax.set_ylabel("distinct values of w_hat")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure_atomically(fig, path, dpi=80)
     plt.close(fig)
 
 
@@ -368,7 +369,7 @@ def main(argv=None) -> dict:
     table = markdown(cfg, summary)
     print(table)
     print(f"total time {elapsed:.1f} s")
-    (args.out / "sparse_regression.md").write_text(table)
+    write_atomically(args.out / "sparse_regression.md", lambda f: f.write(table))
     figure(cfg, summary, args.out / "sparse_regression.png")
     result = {
         "config": asdict(cfg) | {"smoke": args.smoke, "method": args.method, "values": list(VALUES)},
@@ -376,7 +377,7 @@ def main(argv=None) -> dict:
         "problems": problems,
         "seconds": elapsed,
     }
-    (args.out / "sparse_regression.json").write_text(json.dumps(result, indent=1))
+    write_atomically(args.out / "sparse_regression.json", lambda f: json.dump(result, f, indent=1))
     return result
 
 

@@ -561,6 +561,27 @@ def test_write_atomically_replaces_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "r.json"]
 
 
+def test_save_figure_atomically_uses_the_extension(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from wsprox._files import save_figure_atomically
+
+    fig = Figure(figsize=(1, 1))
+    FigureCanvasAgg(fig)
+    fig.subplots().plot([0, 1])
+    save_figure_atomically(fig, tmp_path / "f.PNG", dpi=10)
+    save_figure_atomically(fig, tmp_path / "f.svg")
+    assert (tmp_path / "f.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "f.svg").read_bytes()
+    with pytest.raises(ValueError, match="'.*nofmt' has no extension"):
+        save_figure_atomically(fig, tmp_path / "nofmt")
+    (tmp_path / "g.png").write_bytes(b"old")
+    with pytest.raises(ValueError, match="Format 'nope' is not supported"):
+        save_figure_atomically(fig, tmp_path / "g.nope")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.PNG", "f.svg", "g.png"]
+
+
 def test_exit_status_of_floor_errors_and_empty_runs():
     settings = _compare.Settings(sizes=[100], families=["gauss"], runners=[])
     floor = _compare.Runner("sort-cpu", "np.argsort (floor)", "floor", "cpu")

@@ -47,7 +47,7 @@ import wsprox
 
 from ._baselines import BASELINES
 from ._families import family_seed, make_input
-from ._files import write_atomically
+from ._files import save_figure_atomically
 
 __all__ = ["Runner", "Result", "Settings", "Interrupted", "select_runners", "run", "machine_info", "format_table"]
 
@@ -795,7 +795,7 @@ def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
 
     The format is chosen by the extension of ``path`` (see :func:`plot_format`).
     """
-    fmt = plot_format(path)
+    plot_format(path)  # a bad extension fails before any drawing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -835,4 +835,4 @@ def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
                 labels.append(label)
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels) or 1), fontsize="small")
     fig.suptitle(title, fontsize="medium")
-    write_atomically(path, lambda f: fig.savefig(f, dpi=110, format=fmt), binary=True)
+    save_figure_atomically(fig, path, dpi=110)

@@ -45,3 +45,28 @@ def write_atomically(path, write, *, binary: bool = False) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def save_figure_atomically(fig, path, **savefig_kwargs) -> None:
+    """Save a matplotlib figure with :func:`write_atomically`, in the format its extension names.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to save.
+    path : str or os.PathLike
+        The file to create or replace; its extension (``.png``, ``.pdf``, ``.svg``, ...)
+        chooses the format, as ``fig.savefig(path)`` would.
+    **savefig_kwargs
+        Passed on to :meth:`~matplotlib.figure.Figure.savefig` (``dpi``, ...).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no extension (matplotlib would otherwise pick its default format
+        for a name that does not say it).
+    """
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if not ext:
+        raise ValueError(f"path {os.fspath(path)!r} has no extension to choose the figure's format by")
+    write_atomically(path, lambda f: fig.savefig(f, format=ext, **savefig_kwargs), binary=True)
