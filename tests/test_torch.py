@@ -81,11 +81,13 @@ def test_requires_grad_leaf_is_untouched():
         assert not wt.prox(t, 0.5).requires_grad
 
 
-def test_cpu_zero_copy(monkeypatch):
-    """The backend reads the tensor's own memory and the result wraps the backend's output."""
+@pytest.mark.parametrize(("transposed", "dim"), [(True, None), (False, 0), (False, 1), (True, 0), (True, -1)], ids=str)
+def test_cpu_zero_copy(monkeypatch, transposed, dim):
+    """The backend reads the tensor's own memory; the result and labels wrap the backend's output arrays."""
     from wsprox import _registry
 
-    t = randn(400, 300, dtype=torch.float32).t()  # non-contiguous, dense
+    t = randn(400, 300, dtype=torch.float32)
+    t = t.t() if transposed else t  # non-contiguous, dense
     numba_backend = _registry.get_backend("numba")
     original = numba_backend.solve
     seen = {}
@@ -93,13 +95,18 @@ def test_cpu_zero_copy(monkeypatch):
     def spy(rows, lam, l1, return_clusters):
         seen["input_shared"] = np.shares_memory(rows, t.numpy())
         out, labels = original(rows, lam, l1, return_clusters)
-        seen["output"] = out
+        seen["output"], seen["labels"] = out, labels
         return out, labels
 
     monkeypatch.setattr(numba_backend, "solve", spy)
-    x = wt.prox(t, 0.1)
+    x, labels = wt.prox(t, 0.1, dim=dim, return_clusters=True)
     assert seen["input_shared"]
     assert np.shares_memory(x.numpy(), seen["output"])
+    assert np.shares_memory(labels.numpy(), seen["labels"])
+    assert x.untyped_storage().nbytes() == t.numel() * 4  # no larger buffer behind the view
+    expected, expected_labels = wsprox.prox(t.numpy(), 0.1, axis=dim, backend="numba", return_clusters=True)
+    np.testing.assert_array_equal(x.numpy(), expected)
+    np.testing.assert_array_equal(labels.numpy(), expected_labels)
 
 
 # --------------------------------------------------------------------------- autograd
@@ -389,8 +396,51 @@ def test_tied_weights_retraining():
             assert len(torch.unique(w[clusters == k])) == 1
     assert len(torch.unique(model[0].weight.detach())) <= n_clusters
     tie.remove()
-    with pytest.raises(ValueError, match="labels of w must be an integer tensor"):
+    with pytest.raises(TypeError, match="parameter 'w': labels must be an integer tensor, got torch.float64"):
         wt.TiedWeights(opt2, [("w", model[0].weight, clusters.double())])
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        (torch.tensor([0, -1]), ValueError, "parameter 'b': labels must be >= 0"),
+        (torch.tensor([True, False]), TypeError, "parameter 'b': labels must be an integer tensor, got torch.bool"),
+        (torch.tensor([0, 1, 2]), ValueError, r"parameter 'b': labels has shape \(3,\), expected \(2,\)"),
+    ],
+    ids=["negative", "bool", "shape"],
+)
+def test_tied_weights_checks_every_item_before_writing(bad, error, message):
+    a = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    b = torch.nn.Parameter(torch.tensor([4.0, 5.0]))
+    opt = torch.optim.SGD([a, b], lr=0.1)
+    with pytest.raises(error, match=message):
+        wt.TiedWeights(opt, [("a", a, torch.tensor([0, 0, 1])), ("b", b, bad)])
+    assert a.tolist() == [1.0, 2.0, 3.0] and b.tolist() == [4.0, 5.0]  # nothing projected
+    a.grad, b.grad = torch.zeros(3), torch.zeros(2)
+    opt.step()
+    assert a.tolist() == [1.0, 2.0, 3.0] and b.tolist() == [4.0, 5.0]  # no hook left registered
+
+
+def test_weight_sharing_checks_the_backend_at_construction():
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0, 4.0]))
+    opt = torch.optim.SGD([p], lr=0.1)
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        wt.WeightSharing(opt, [("p", p)], 1.0, backend="nope")
+    with pytest.raises(TypeError, match="backend must be a str, got int"):
+        wt.WeightSharing(opt, [("p", p)], 1.0, backend=3)
+    if not wsprox.backends()["cuda"].available:
+        with pytest.raises(ValueError, match="backend 'cuda' is not available here"):
+            wt.WeightSharing(opt, [("p", p)], 1.0, backend="cuda")
+    else:
+        with pytest.raises(ValueError, match="parameter 'p': backend 'cuda' does not take cpu tensors"):
+            wt.WeightSharing(opt, [("p", p)], 1.0, backend="cuda")
+    p.grad = torch.zeros(3)
+    opt.step()
+    assert p.tolist() == [1.0, 2.0, 4.0]  # no hook left registered
+    ws = wt.WeightSharing(opt, [("p", p)], 1.0, backend="numba")
+    opt.step()
+    np.testing.assert_allclose(p.detach().numpy(), wsprox.prox(np.array([1.0, 2.0, 4.0], np.float32), 0.1))
+    ws.remove()
 
 
 def test_sharing_metrics():

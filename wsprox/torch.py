@@ -142,7 +142,9 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_blo
     (a float32 copy; numpy and the kernels have no bfloat16, and the backends compute
     float16 in float32 too) and the result is cast back. With ``dim=None`` a dense but
     permuted tensor (e.g. a transposed weight) is handed over in memory order, a
-    permutation the whole-tensor prox commutes with, so no copy is made.
+    permutation the whole-tensor prox commutes with, so no copy is made. With an int
+    ``dim`` the problems are solved along the last axis of ``t.movedim(dim, -1)`` and the
+    results moved back: views of the backend's arrays, not C-contiguous copies.
     """
     _check_finite(t)
     src = t.detach()
@@ -155,11 +157,14 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_blo
             src = src.permute(order)
         else:
             order = None
+    moved = dim is not None and dim != src.dim() - 1
+    if moved:  # solved along the last axis and moved back: a view of the backend's output, not a copy
+        src = src.movedim(dim, -1)
     result = _api.prox(
         src.numpy() if t.device.type == "cpu" else src,
         lam,
         l1=l1,
-        axis=dim,
+        axis=None if dim is None else -1,
         backend=backend,
         return_clusters=want_blocks,
     )
@@ -167,6 +172,9 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_blo
     x = torch.as_tensor(x, device=t.device)
     if blocks is not None:
         blocks = torch.as_tensor(blocks, device=t.device)
+    if moved:
+        x = x.movedim(-1, dim)
+        blocks = None if blocks is None else blocks.movedim(-1, dim)
     if order is not None:
         inverse = [order.index(a) for a in range(len(order))]
         x = x.permute(inverse)
@@ -593,6 +601,25 @@ def _check_optimizer(optimizer) -> None:
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
 
 
+def _checked_backend(backend, params) -> str:
+    """``backend`` if it is ``"auto"`` or an available backend that takes every one of ``params``' devices."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, got {type(backend).__name__}")
+    if backend == "auto":
+        return backend
+    from ._registry import get_backend
+
+    solver = get_backend(backend)
+    for name, p in params:
+        kind = "cuda" if p.device.type == "cuda" else "numpy"
+        if kind not in solver.array_kinds:
+            raise ValueError(
+                f"parameter {name!r}: backend {backend!r} does not take {p.device.type} tensors"
+                f" (it takes {solver.array_kinds})"
+            )
+    return backend
+
+
 class WeightSharing:
     r"""Proximal steps of weight-sharing regularization after every ``optimizer.step()``.
 
@@ -622,7 +649,15 @@ class WeightSharing:
         moves only ``(1 - rho)`` of the way from its members' mean to its prox value
         (clusters stay tied, zeros stay zero). Default 0 (the exact prox).
     backend : str, optional
-        Passed to :func:`prox`.
+        Passed to :func:`prox`: ``"auto"`` (default) or a registered backend that is
+        available here and takes the parameters' device (checked at construction, so
+        that a bad name fails before the first step rather than inside its hook).
+
+    Raises
+    ------
+    TypeError, ValueError, IndexError
+        Bad settings, a parameter the optimizer does not hold or listed twice, an
+        unknown or unavailable backend, or one that does not take a parameter's device.
 
     Examples
     --------
@@ -643,7 +678,7 @@ class WeightSharing:
         for _, p in self.params:
             _group_of(optimizer, p)
         self.lam, self.l1, self.dim, self.rho = self._validated(lam=lam, l1=l1, dim=dim, rho=rho)
-        self.backend = backend
+        self.backend = _checked_backend(backend, self.params)
         self.steps = 0
         self._clusters: dict[str, torch.Tensor] = {}
         self._metrics: dict[str, dict[str, float]] = {}
@@ -750,6 +785,21 @@ class TiedWeights:
         whole tensor (as :meth:`WeightSharing.clusters` returns them), an int when they
         are numbered per slice along that dimension (as :func:`prox` returns them).
 
+    Raises
+    ------
+    TypeError
+        An item that is not such a tuple of tensors, or labels that are not an integer
+        tensor (bool, floating and complex labels are refused); the message names the
+        parameter.
+    ValueError
+        Labels of another shape than their parameter, or negative; a parameter the
+        optimizer does not hold or listed twice.
+    IndexError
+        ``dim`` out of range for a parameter.
+
+    Everything is checked before the first projection, so a bad item leaves every
+    parameter as it was.
+
     Notes
     -----
     Projecting onto the tying pattern (every member of a cluster equal) is the Euclidean
@@ -768,8 +818,10 @@ class TiedWeights:
             name, p, labels = item if len(item) == 3 else (f"param{k}", *item)
             if not isinstance(p, torch.Tensor) or not isinstance(labels, torch.Tensor):
                 raise TypeError(f"params[{k}] must hold tensors")
-            if labels.shape != p.shape or labels.dtype.is_floating_point:
-                raise ValueError(f"labels of {name} must be an integer tensor of shape {tuple(p.shape)}")
+            try:
+                _check_labels(labels, p)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"parameter {name!r}: {error}") from error
             _group_of(optimizer, p)
             _normalize_dim(dim, p.dim())
             self.params.append((name, p, labels.to(p.device)))
@@ -779,9 +831,14 @@ class TiedWeights:
 
     @torch.no_grad()
     def apply(self) -> None:
-        """Project every parameter onto its tying pattern now."""
-        for _, p, labels in self.params:
-            p.copy_(cluster_mean(p.detach(), labels, dim=_normalize_dim(self.dim, p.dim())))
+        """Project every parameter onto its tying pattern now.
+
+        All or nothing, as :meth:`WeightSharing.apply`: every projection is computed before
+        any parameter is written.
+        """
+        tied = [cluster_mean(p.detach(), labels, dim=_normalize_dim(self.dim, p.dim())) for _, p, labels in self.params]
+        for (_, p, _), x in zip(self.params, tied):
+            p.copy_(x)
 
     def remove(self) -> None:
         """Detach the hook from the optimizer."""
