@@ -390,6 +390,14 @@ def test_register_toy_backend(toy_backend):
     np.testing.assert_array_equal(labels, 0)
     with pytest.raises(ValueError, match=r"d=51 is too large for backend 'toy' \(at most 50\)"):
         wsprox.prox(np.ones(51), 1.0, backend="toy")
+    solve = wsprox.backends  # never called: the size is refused first
+    wsprox.register_backend("toy", solve, description="x", max_size=50, max_size_reason="a toy", replace=True)
+    with pytest.raises(ValueError, match=r"d=51 is too large for backend 'toy' \(at most 50: a toy\)"):
+        wsprox.prox(np.ones(51), 1.0, backend="toy")
+    with pytest.raises(ValueError, match="max_size_reason must be a str, and given only with max_size"):
+        wsprox.register_backend("toy", solve, description="x", max_size_reason="why", replace=True)
+    with pytest.raises(ValueError, match="max_size_reason must be a str"):
+        wsprox.register_backend("toy", solve, description="x", max_size=5, max_size_reason=3, replace=True)
 
 
 def test_register_errors(toy_backend):

@@ -204,7 +204,10 @@ def test_info_and_size_refusal(monkeypatch):
         raise AssertionError("the solver ran on a refused problem")
 
     monkeypatch.setattr(cvxpy_backend, "solve", must_not_run)
-    with pytest.raises(ValueError, match=r"d=1001 is too large for backend 'cvxpy' \(at most 1000\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"d=1001 is too large for backend 'cvxpy' \(at most 1000: the quadratic program",
+    ):
         wsprox.prox(np.zeros(1001), 1.0, backend="cvxpy")
     with pytest.raises(ValueError, match="too large"):
         wsprox.prox(np.zeros((2, 1001)), 1.0, axis=1, backend="cvxpy")

@@ -157,8 +157,7 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
 
     rows, moved_shape = _as_rows(arr, ax)
     n, d = rows.shape
-    if solver.max_size is not None and d > solver.max_size:
-        raise ValueError(f"w: problem size d={d} is too large for backend {solver.name!r} (at most {solver.max_size})")
+    solver.check_size(d)
     if compute_dtype.name not in solver.dtypes:
         compute_dtype = np.dtype("float64" if "float64" in solver.dtypes else solver.dtypes[0])
     rows = rows.astype(compute_dtype, copy=False)

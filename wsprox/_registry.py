@@ -60,7 +60,16 @@ class _Backend:
     batched: bool
     max_size: int | None
     description: str
+    max_size_reason: str | None = None
     _checked: tuple[bool, str | None] | None = None
+
+    def check_size(self, d: int) -> None:
+        """Raise the API's ValueError if problems of size ``d`` are beyond :attr:`max_size`."""
+        if self.max_size is not None and d > self.max_size:
+            why = f": {self.max_size_reason}" if self.max_size_reason else ""
+            raise ValueError(
+                f"w: problem size d={d} is too large for backend {self.name!r} (at most {self.max_size}{why})"
+            )
 
     def check(self) -> tuple[bool, str | None]:
         if self._checked is None:
@@ -105,6 +114,7 @@ def register_backend(
     dtypes: tuple[str, ...] = _DTYPES,
     batched: bool = False,
     max_size: int | None = None,
+    max_size_reason: str | None = None,
     replace: bool = False,
 ) -> None:
     """Register a solver so that ``wsprox.prox(..., backend=name)`` can use it.
@@ -138,6 +148,8 @@ def register_backend(
     max_size : int, optional
         Largest ``d`` the solver accepts. Larger problems raise ValueError before
         the solver is called.
+    max_size_reason : str, optional
+        Why ``max_size`` is the limit, appended to that error's message.
     replace : bool, optional
         Allow replacing an already registered backend of the same name.
 
@@ -179,6 +191,8 @@ def register_backend(
         raise ValueError(f"max_size must be a positive int or None, got {max_size!r}")
     if not isinstance(description, str) or not description:
         raise ValueError("description must be a non-empty str")
+    if max_size_reason is not None and (max_size is None or not isinstance(max_size_reason, str)):
+        raise ValueError("max_size_reason must be a str, and given only with max_size")
     backend = _Backend(
         name=name,
         solve=solve,
@@ -188,6 +202,7 @@ def register_backend(
         batched=bool(batched),
         max_size=max_size,
         description=description,
+        max_size_reason=max_size_reason,
     )
     with _LOCK:
         if name in _REGISTRY and not replace:

@@ -665,8 +665,7 @@ def _prox_on_provider(provider, solver, w, lam, l1, ax, shape, compute_dtype, ou
     stream = provider.stream()
     rows, moved_shape = provider.to_rows(w, ax, compute_dtype)
     n, d = rows.shape
-    if solver.max_size is not None and d > solver.max_size:
-        raise ValueError(f"w: problem size d={d} is too large for backend {solver.name!r} (at most {solver.max_size})")
+    solver.check_size(d)
     _check_finite_device(rows, moved_shape, ax, shape, stream, _work_of(provider))
     if n == 0 or d == 0:
         from numba import cuda
