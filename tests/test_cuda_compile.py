@@ -131,6 +131,19 @@ def test_cuda_backend_kernels_compile(compiler, dtype):
     _check(compiler, k_nonfinite, (types.Array(getattr(types, dtype), 2, "A"), types.int64[::1]))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unpooled_kernels_compile(compiler, dtype):
+    """The kernels of ``lam = 0`` and ``d = 1`` on device input (soft threshold, labels of distinct values)."""
+    from numba.cuda import types
+
+    from wsprox.solvers.cuda_kernels import k_run_starts, k_scatter_run_labels, k_soft_threshold
+
+    values, f64, i64 = types.Array(getattr(types, dtype), 2, "A"), types.float64[:, ::1], types.int64[:, ::1]
+    _check(compiler, k_soft_threshold, (values, types.float64, types.Array(getattr(types, dtype), 2, "C")))
+    _check(compiler, k_run_starts, (values, f64))
+    _check(compiler, k_scatter_run_labels, (types.Array(types.int64, 2, "A"), f64, f64, i64))
+
+
 def test_cuda_backend_kernels_compile_for_long_rows(compiler):
     """Rows of 2**31 elements or more store positions as int64."""
     from numba.cuda import types

@@ -418,6 +418,29 @@ def test_device_dtype_rules(tiny):
 
 
 @sim_only
+@pytest.mark.parametrize("backend", ["cuda", "cuda-imminent"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_device_unpooled_is_the_exact_soft_threshold(tiny, backend, dtype):
+    """``lam = 0`` or ``d = 1`` on device input: the soft threshold, bit for bit as on the host."""
+    from numba import cuda
+
+    rng = np.random.default_rng(7)
+    w = (rng.standard_normal((3, 37)) * 10.0 ** rng.integers(-8, 8, (3, 37))).astype(dtype)
+    w[0, :5] = w[0, 5]  # ties
+    w[1, 3] = -0.0
+    column = np.ascontiguousarray(w[:, :1])
+    for rows, lam, l1 in ((w, 0.0, 0.0), (w, 0.0, 0.5), (column, 2.0, 0.0), (column, 2.0, 0.5)):
+        host_x, host_labels = wsprox.prox(rows, lam, l1=l1, axis=1, backend="numba", return_clusters=True)
+        x, labels = wsprox.prox(cuda.to_device(rows), lam, l1=l1, axis=1, backend=backend, return_clusters=True)
+        x, labels = x.copy_to_host(), labels.copy_to_host()
+        assert x.dtype == dtype
+        np.testing.assert_array_equal(x.view(np.uint8), host_x.view(np.uint8))  # signs of zeros too
+        np.testing.assert_array_equal(labels, host_labels)
+        x_only = wsprox.prox(cuda.to_device(rows), lam, l1=l1, axis=1, backend=backend).copy_to_host()
+        np.testing.assert_array_equal(x_only.view(np.uint8), host_x.view(np.uint8))
+
+
+@sim_only
 def test_device_errors(tiny):
     from numba import cuda
 

@@ -660,6 +660,32 @@ def prox_device(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_c
         )
 
 
+def _unpooled_rows(rows, l1, want_labels, stream, provider):
+    """The prox when nothing pools (``lam == 0`` or ``d == 1``): the soft threshold, exact.
+
+    Returns device arrays ``(x, labels)``: ``x = sign(rows) max(|rows| - l1, 0)`` (a new
+    array, a copy when ``l1 == 0``) and, if ``want_labels``, the ids of ``x``'s distinct
+    values numbered in increasing order per row (one sort of ``x``, one scan), as
+    :func:`wsprox._api.labels_from_values` numbers them on the host.
+    """
+    from .cuda_kernels import k_run_starts, k_scatter_run_labels, k_soft_threshold
+
+    work = _work_of(provider)
+    tpb = int(THREADS_PER_BLOCK)
+    grid = _grid(rows.size, tpb)
+    x = work.empty(rows.shape, rows.dtype)
+    k_soft_threshold[grid, tpb, stream](rows, l1, x)
+    if not want_labels:
+        return x, None
+    xs, perm = provider.sort_rows(x, stream)
+    flags = work.empty(rows.shape, np.float64)
+    k_run_starts[grid, tpb, stream](xs, flags)
+    starts = work.exclusive_cumsum(flags, stream)
+    labels = work.empty(rows.shape, np.int64)
+    k_scatter_run_labels[grid, tpb, stream](perm, starts, flags, labels)
+    return x, labels
+
+
 def _prox_on_provider(provider, solver, w, lam, l1, ax, shape, compute_dtype, out_dtype, out, return_clusters):
     """The body of :func:`prox_device` once the provider and the device are chosen."""
     stream = provider.stream()
@@ -672,6 +698,8 @@ def _prox_on_provider(provider, solver, w, lam, l1, ax, shape, compute_dtype, ou
 
         x_rows = rows
         lab_rows = cuda.device_array((n, d), np.int64) if return_clusters else None
+    elif lam == 0.0 or d == 1:  # as the numpy API: no pooling, so the exact soft threshold
+        x_rows, lab_rows = _unpooled_rows(rows, l1, bool(return_clusters), stream, provider)
     else:
         token = _CALL_PROVIDER.set(provider)  # the solver sorts, allocates and launches on w's library and stream
         try:

@@ -87,6 +87,39 @@ def soft_cast(m, l1, is32):
     return m
 
 
+@cuda.jit
+def k_soft_threshold(w, l1, out):
+    """``out = sign(w) max(|w| - l1, 0)`` of the 2-D ``w``, in float64 (zeros +0.0 when ``l1 > 0``; 1-D grid)."""
+    i = cuda.grid(1)
+    n, d = w.shape
+    if i < n * d:
+        r = i // d
+        k = i % d
+        out[r, k] = soft_cast(float64(w[r, k]), l1, False)
+
+
+@cuda.jit
+def k_run_starts(xs, flags):
+    """``flags[r, k] = 1.0`` where the sorted row ``xs[r]`` changes value at ``k > 0``, else 0.0 (1-D grid)."""
+    i = cuda.grid(1)
+    n, d = xs.shape
+    if i < n * d:
+        r = i // d
+        k = i % d
+        flags[r, k] = 1.0 if k > 0 and xs[r, k] != xs[r, k - 1] else 0.0
+
+
+@cuda.jit
+def k_scatter_run_labels(perm, starts, flags, labels):
+    """``labels[r, perm[r, k]]``: the number of value changes up to ``k`` (inclusive) in sorted row ``r``."""
+    i = cuda.grid(1)
+    n, d = perm.shape
+    if i < n * d:
+        r = i // d
+        k = i % d
+        labels[r, perm[r, k]] = int64(starts[r, k] + flags[r, k])
+
+
 @cuda.jit(device=True)
 def block_exclusive_scan(part, v, tid, n, zero):
     """Exclusive prefix sums of the values ``v`` of threads ``0 .. n-1``, by the whole block.
