@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
-from reference import family
+from reference import family, prox_exact
 from test_cuda_prototype import (
     EXACT,
     FAMILIES,
@@ -24,6 +25,7 @@ from test_cuda_prototype import (
 )
 
 import wsprox
+from wsprox import certify
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 sim_only = pytest.mark.skipif(not SIM, reason="CUDA simulator tests need NUMBA_ENABLE_CUDASIM=1 (tox -e cudasim)")
@@ -82,7 +84,10 @@ def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False, monoton
     np.testing.assert_array_equal(labels, labels_of_runs(w, x))
     if monotone:
         np.testing.assert_array_equal(labels, labels_of_values(x))
+    if monotone and l1 == 0.0:
+        assert certify(w, x, lam), certify(w, x, lam)
     if backend == "cuda":
+        _within_documented_bound(w, x, labels, lam, l1, tile)
         px, pl = prox_rows(w.reshape(1, -1), lam, l1, tile=tile, chunk=chunk, return_clusters=True)
         np.testing.assert_allclose(x, px[0], rtol=0, atol=tol)
         if exact:
@@ -91,6 +96,25 @@ def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False, monoton
     if exact:
         np.testing.assert_array_equal(labels, ln)
     return x, labels
+
+
+def _within_documented_bound(w, x, labels, lam, l1, tile):
+    """``x`` against the exact rational prox, within the accuracy ``prox``'s Notes promise for ``cuda``.
+
+    That is ``tile_tolerance`` (two ulps plus the float64 term) for float64; for float32
+    one float32 ulp of the exact value plus the float64 term. The float64 term is taken
+    over the exact clusters before the L1 threshold (which moves every value by exactly
+    ``l1``) and over ``labels``, the clusters cuda returned.
+    """
+    w64 = w.astype(np.float64)
+    exact, _ = prox_exact(w64, lam, l1)
+    pooled, pooled_labels = prox_exact(w64, lam)
+    pooled_x = np.array([float(v) for v in pooled])
+    term = tile_tolerance(w64, pooled_x, pooled_labels, lam, tile, np.float64, labels_out=labels)
+    nearest = np.array([float(v) for v in exact])
+    tol = term + (np.spacing(np.abs(nearest).astype(np.float32)).astype(np.float64) if w.dtype == np.float32 else 0)
+    err = np.array([float(abs(Fraction(float(a)) - e)) for a, e in zip(x.ravel(), exact)])
+    assert (err <= tol).all(), (err / tol).max()
 
 
 @sim_only
@@ -102,7 +126,7 @@ def test_registered_and_available(tiny):
 
 @sim_only
 @pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("d", [1, 2, 31, 33])
+@pytest.mark.parametrize("d", [1, 2, 31, 32, 33])
 def test_families(tiny, name, d):
     rng = np.random.default_rng(d)
     lam = _lam_for(name, d)
@@ -493,6 +517,7 @@ def test_imminent_baseline(tiny, name):
     lam = _lam_for(name, d)
     w = make_family(name, d, lam, np.random.default_rng(0))
     _agree(w, lam, l1=0.01, backend="cuda-imminent", exact=name in EXACT)
+    _agree(w, lam, backend="cuda-imminent", exact=name in EXACT)  # l1 = 0: certified too
     if name == "adversarial_ramp":
         dev = cuda.to_device(np.ascontiguousarray(np.sort(w)).reshape(1, -1))
         perm = cuda.to_device(np.arange(d, dtype=np.int64).reshape(1, -1))
@@ -639,6 +664,8 @@ def test_imminent_batches_and_dtypes(tiny, dtype, l1):
             np.testing.assert_array_equal(lr, labels_of_values(xr))
         if dtype == np.float64:
             np.testing.assert_array_equal(labels, ln)
+        if l1 == 0.0:
+            assert certify(w, x, 0.3, axis=axis)
 
 
 @sim_only

@@ -114,9 +114,12 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     the output plus a few units of :math:`2^{-53} (T s_T / |B| + \max_{i \in B} |w_i - \operatorname{median}(w)| + s_T +
     \lambda)`, :math:`T` the tile size (1024) and :math:`s_T` the largest range of the
     weights of a tile (:math:`T` consecutive sorted weights) that :math:`B` touches,
-    whatever :math:`d`. Where that error exceeds the gaps between blocks (rows of huge
-    dynamic range inside a tile), ``cuda``'s output can decrease along the sort by up to
-    the error, and its cluster ids number the runs of equal values in sorted order.
+    whatever :math:`d`; :math:`B` is the element's exact cluster or the cluster ``cuda``
+    returned, whichever gives the larger bound (rounding that changes a pooling decision
+    merges blocks, and the merged block carries the error of its tiles). Where that
+    error exceeds the gaps between blocks (rows of huge dynamic range inside a tile),
+    ``cuda``'s output can decrease along the sort by up to the error, and its cluster ids
+    number the runs of equal values in sorted order.
     For float32 data each output is within one float32 ulp of the
     exact prox of the float32 input (plus the float64 error above); the number of
     clusters in float32 is decided by rounding and is not promised to be exact.
