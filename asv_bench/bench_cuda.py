@@ -18,13 +18,19 @@ Measures, with CUDA events after a warm-up, the median of repeated runs of:
   d <= 1e5 the Python side of the launches, wraps and allocations can cost more than the
   GPU work.
 
-Prints a table and writes JSON to the path given on the command line. ``--dry-run`` uses
-tiny sizes and works on numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, no torch
-needed: it times with ``time.perf_counter`` then).
+Shows progress (tqdm if installed, else a line per step) and rewrites the JSON at the
+path given on the command line after every step (``meta.complete`` is false until the
+end), so a run cut short by a time limit keeps what it measured. Prints a table at the
+end; ``--plot PATH`` also draws the ratios to ``torch.sort`` against d, and ``--replot``
+redraws and reprints an existing JSON without measuring (for a machine with matplotlib
+when the GPU machine has none). ``--dry-run`` uses tiny sizes and works on numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``, no torch needed: it times with
+``time.perf_counter`` then).
 
 Usage::
 
-    python asv_bench/bench_cuda.py results.json
+    python asv_bench/bench_cuda.py results.json --plot results.png
+    python asv_bench/bench_cuda.py results.json --replot --plot results.png
     NUMBA_ENABLE_CUDASIM=1 python asv_bench/bench_cuda.py --dry-run /tmp/out.json
 """
 
@@ -50,6 +56,10 @@ def _parser():
     p.add_argument("--batch", type=int, nargs=2, default=[1000, 10000], metavar=("N", "D"), help="batched shape")
     p.add_argument("--no-variants", dest="variants", action="store_false", help="skip the design variants")
     p.add_argument("--profile-calls", type=int, default=200, help="calls profiled on the host (0: none)")
+    p.add_argument("--plot", metavar="PATH", help="also draw the ratios to torch.sort against d (PNG, PDF, SVG)")
+    p.add_argument(
+        "--replot", action="store_true", help="measure nothing: print and --plot the results already in OUTPUT"
+    )
     return p
 
 
@@ -121,23 +131,24 @@ def _sort_fn(x, timer, dim=-1):
 
 
 def _run_imminent(x, lam, timeout, timer):
-    """One cuda-imminent run bounded by a round limit derived from the timeout; ms or None."""
-    import wsprox
+    """One cuda-imminent run, stopped by a deadline ``timeout`` seconds on (checked once per round); ms or None."""
+    from wsprox.solvers import cuda_imminent
 
+    rows = x.reshape(1, -1)
     t0 = time.perf_counter()
     try:
-        wsprox.prox(x, lam, backend="cuda-imminent")
+        cuda_imminent.solve(rows, lam, 0.0, False, deadline=t0 + timeout)
         timer.sync()
+    except TimeoutError:
+        timer.sync()
+        return None, f"timeout (> {timeout:g} s)"
     except Exception as exc:  # noqa: BLE001 - report, do not abort the table
         return None, repr(exc)
-    elapsed = time.perf_counter() - t0
-    if elapsed > timeout:
-        return None, f"timeout (> {timeout:.0f} s)"
-    return 1e3 * elapsed, None
+    return 1e3 * (time.perf_counter() - t0), None
 
 
-def _time_variants(args, timer, np):
-    """prox time of each (unsort, tile stage) design at the large sizes; the backend's tunables restored."""
+def _time_variants(args, timer, np, sizes):
+    """prox time of each (unsort, tile stage) design at ``sizes``; the backend's tunables restored."""
     import wsprox
     from wsprox.solvers import cuda_backend
 
@@ -149,7 +160,7 @@ def _time_variants(args, timer, np):
     }
     out = []
     try:
-        for d in [int(s) for s in args.sizes]:
+        for d in sizes:
             x = _to_device(_family("gaussian", d, 1e-2, np), timer)
             times = {}
             for name, (unsort, chunk) in designs.items():
@@ -193,112 +204,133 @@ def _host_profile(x, d, lam, calls, timer, top=20):
     return dict(d=d, calls=calls, wall_us_per_call_profiled=wall_us, top=rows[:top])
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
-    import numpy as np
-
-    import wsprox
-    from wsprox._files import write_atomically
-
-    if args.dry_run:
-        from wsprox.solvers import cuda_backend, cuda_imminent
-
-        args.sizes = [64]
-        args.small_sizes = [16]
-        args.repeat = 2
-        args.warmup = 1
-        args.batch = [3, 16]
-        args.profile_calls = min(args.profile_calls, 2)
-        cuda_backend.TILE = 8
-        cuda_backend.CHUNK = 2
-        cuda_backend.UNSORT_WINDOW = 4
-        cuda_backend.UNSORT_CHUNK = 8
-        cuda_backend.THREADS_PER_BLOCK = 8
-        cuda_backend.FUSED_LEVEL_THREADS = 8
-        cuda_backend.SCAN_THREADS = 8
-        cuda_imminent.THREADS_PER_BLOCK = 8
-    timer = _Timer()
-    info = wsprox.backends()["cuda"]
-    if not info.available:
-        print(f"cuda backend unavailable: {info.reason}", file=sys.stderr)
-        return 2
-    device = "simulator"
+def _device_name(timer):
+    """The GPU's name (torch's, else numba's), or ``"simulator"``."""
     if timer.torch is not None:
-        device = timer.torch.cuda.get_device_name()
-    rows = []
-    cases = [("gaussian", 1e-2), ("gaussian", 1.0), ("adversarial_ramp", 1.0)]
-    for d in [int(s) for s in args.small_sizes] + [int(s) for s in args.sizes]:
-        for fam, lam in cases:
-            w = _family(fam, d, lam, np)
-            x = _to_device(w, timer)
-            sort = _sort_fn(x, timer)
-            t_sort = timer.time(sort, args.repeat, args.warmup) if sort else None
-            t_prox = timer.time(lambda x=x, lam=lam: wsprox.prox(x, lam, backend="cuda"), args.repeat, args.warmup)
-            t_imm, note = (None, "skipped (d > 1e6)")
-            if d <= 10**6 or args.dry_run:
-                t_imm, note = _run_imminent(x, lam, args.imminent_timeout, timer)
-            peak = None
-            if timer.torch is not None and d == int(max(args.sizes)):
-                torch = timer.torch
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-                y = wsprox.prox(x, lam, backend="cuda")
-                torch.cuda.synchronize()
-                peak = (torch.cuda.max_memory_allocated() - base - y.numel() * y.element_size()) / d
-                del y
-            rows.append(
-                dict(
-                    case=f"{fam} lam={lam:g}",
-                    d=d,
-                    sort_ms=t_sort,
-                    prox_ms=t_prox,
-                    ratio=(t_prox / t_sort) if t_sort else None,
-                    imminent_ms=t_imm,
-                    imminent_note=note,
-                    peak_extra_bytes_per_element=peak,
-                )
-            )
+        return timer.torch.cuda.get_device_name()
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        return "simulator"
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+class _Progress:
+    """tqdm over the benchmark's steps when tqdm is installed, else one line per step (the device image may lack it)."""
+
+    def __init__(self, total):
+        try:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="case", file=sys.stderr)
+        except ImportError:
+            self.bar = None
+        self.total, self.done = total, 0
+
+    def step(self, label):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(label)
+            self.bar.update()
+        else:
+            print(f"[{self.done}/{self.total}] {label}", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _dry_run_settings(args):
+    """Tiny sizes and tiles, so that ``--dry-run`` exercises every step on the simulator in seconds."""
+    from wsprox.solvers import cuda_backend, cuda_imminent
+
+    args.sizes = [64]
+    args.small_sizes = [16]
+    args.repeat = 2
+    args.warmup = 1
+    args.batch = [3, 16]
+    args.profile_calls = min(args.profile_calls, 2)
+    cuda_backend.TILE = 8
+    cuda_backend.CHUNK = 2
+    cuda_backend.UNSORT_WINDOW = 4
+    cuda_backend.UNSORT_CHUNK = 8
+    cuda_backend.THREADS_PER_BLOCK = 8
+    cuda_backend.FUSED_LEVEL_THREADS = 8
+    cuda_backend.SCAN_THREADS = 8
+    cuda_imminent.THREADS_PER_BLOCK = 8
+
+
+CASES = [("gaussian", 1e-2), ("gaussian", 1.0), ("adversarial_ramp", 1.0)]
+
+
+def _vector_row(fam, lam, d, args, timer, np):
+    """One table row: sort, prox, their ratio, cuda-imminent and (at the largest d) peak memory."""
+    import wsprox
+
+    x = _to_device(_family(fam, d, lam, np), timer)
+    sort = _sort_fn(x, timer)
+    t_sort = timer.time(sort, args.repeat, args.warmup) if sort else None
+    t_prox = timer.time(lambda: wsprox.prox(x, lam, backend="cuda"), args.repeat, args.warmup)
+    t_imm, note = (None, "skipped (d > 1e6)")
+    if d <= 10**6 or args.dry_run:
+        t_imm, note = _run_imminent(x, lam, args.imminent_timeout, timer)
+    peak = None
+    if timer.torch is not None and d == int(max(args.sizes)):
+        torch = timer.torch
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        y = wsprox.prox(x, lam, backend="cuda")
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base - y.numel() * y.element_size()) / d
+        del y
+    return _row(f"{fam} lam={lam:g}", d, t_sort, t_prox, imminent_ms=t_imm, imminent_note=note, peak=peak)
+
+
+def _batched_row(args, timer, np):
+    import wsprox
+
     n, d = args.batch
-    wb = np.random.default_rng(1).standard_normal((n, d)).astype(np.float32)
-    xb = _to_device(wb, timer)
+    xb = _to_device(np.random.default_rng(1).standard_normal((n, d)).astype(np.float32), timer)
     sort = _sort_fn(xb, timer)
     t_sort = timer.time(sort, args.repeat, args.warmup) if sort else None
     t_prox = timer.time(lambda: wsprox.prox(xb, 1e-2, axis=1, backend="cuda"), args.repeat, args.warmup)
-    rows.append(
-        dict(
-            case=f"batched {n}x{d} axis=1",
-            d=d,
-            sort_ms=t_sort,
-            prox_ms=t_prox,
-            ratio=(t_prox / t_sort) if t_sort else None,
-            imminent_ms=None,
-            imminent_note=None,
-            peak_extra_bytes_per_element=None,
-        )
+    return _row(f"batched {n}x{d} axis=1", d, t_sort, t_prox)
+
+
+def _row(case, d, sort_ms, prox_ms, *, imminent_ms=None, imminent_note=None, peak=None):
+    """One row of the table (and of the JSON); ``ratio`` is prox / sort where the sort was timed."""
+    return dict(
+        case=case,
+        d=d,
+        sort_ms=sort_ms,
+        prox_ms=prox_ms,
+        ratio=(prox_ms / sort_ms) if sort_ms else None,
+        imminent_ms=imminent_ms,
+        imminent_note=imminent_note,
+        peak_extra_bytes_per_element=peak,
     )
 
-    variants = _time_variants(args, timer, np) if args.variants else []
-    profile = None
-    if args.profile_calls > 0:
-        d = int(max(args.small_sizes))
-        profile = _host_profile(_to_device(_family("gaussian", d, 1e-2, np), timer), d, 1e-2, args.profile_calls, timer)
 
+def _print_tables(record):
     def fmt(v, spec=".3f"):
         return "-" if v is None else format(v, spec)
 
-    print(f"device: {device}")
+    print(f"device: {record['meta']['device']}")
     print(f"{'case':<28} {'d':>10} {'sort ms':>10} {'prox ms':>10} {'ratio':>7} {'imminent ms':>12} {'B/elem':>7}")
-    for r in rows:
+    for r in record["rows"]:
+        imminent = fmt(r["imminent_ms"], ".1f") if r["imminent_ms"] is not None else (r["imminent_note"] or "-")
         print(
             f"{r['case']:<28} {r['d']:>10} {fmt(r['sort_ms']):>10} {fmt(r['prox_ms']):>10} {fmt(r['ratio'], '.2f'):>7} "
-            f"{fmt(r['imminent_ms'], '.1f') if r['imminent_ms'] is not None else (r['imminent_note'] or '-'):>12} "
-            f"{fmt(r['peak_extra_bytes_per_element'], '.1f'):>7}"
+            f"{imminent:>12} {fmt(r['peak_extra_bytes_per_element'], '.1f'):>7}"
         )
+    variants = record["variants"]
     if variants:
         print(f"\nvariants (gaussian lam=1e-2), prox ms: {'d':>10} " + " ".join(f"{k:>22}" for k in variants[0]["ms"]))
         for v in variants:
             print(f"{'':<34} {v['d']:>10} " + " ".join(f"{fmt(t):>22}" for t in v["ms"].values()))
+    profile = record["host_profile"]
     if profile:
         print(
             f"\nhost profile, d={profile['d']}: {profile['wall_us_per_call_profiled']:.0f} us per call under cProfile;"
@@ -306,16 +338,106 @@ def main(argv=None):
         )
         for r in profile["top"]:
             print(f"{r['own_us']:>10.1f} {r['calls_per_call']:>6.1f}  {r['function']}")
+
+
+def plot(record, path):
+    """prox time / sort time against d (log-log), one line per case, the goal (2x) and aim (1.5x) dashed.
+
+    Batched rows are drawn as single points at their row length; cuda-imminent, where it
+    finished, as hollow markers of its ratio to the same sort.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from wsprox._files import save_figure_atomically
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    cases = list(dict.fromkeys(r["case"] for r in record["rows"]))
+    for k, case in enumerate(cases):
+        rows = [r for r in record["rows"] if r["case"] == case and r["ratio"] is not None]
+        if not rows:
+            continue
+        ax.plot([r["d"] for r in rows], [r["ratio"] for r in rows], "o-", color=f"C{k}", label=case)
+        slow = [r for r in rows if r["imminent_ms"] is not None and r["sort_ms"]]
+        if slow:
+            ratios = [r["imminent_ms"] / r["sort_ms"] for r in slow]
+            ax.plot([r["d"] for r in slow], ratios, "o--", mfc="none", color=f"C{k}", label=f"{case}, cuda-imminent")
+    ax.axhline(2.0, color="k", ls="--", lw=1, label="goal: 2x torch.sort")
+    ax.axhline(1.5, color="0.5", ls=":", lw=1, label="aim: 1.5x")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("d (elements per vector)")
+    ax.set_ylabel("time / time of torch.sort (CUDA events, median)")
+    ax.set_title(f"wsprox cuda backend, float32, end to end\n{record['meta']['device']}", fontsize=9)
+    ax.legend(fontsize=7)
+    save_figure_atomically(fig, path, dpi=110)
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.replot:
+        with open(args.output) as fh:
+            record = json.load(fh)
+        _print_tables(record)
+        plot(record, args.plot)
+        return 0
+    import numpy as np
+
+    import wsprox
+    from wsprox._files import write_atomically
+
+    if args.dry_run:
+        _dry_run_settings(args)
+    timer = _Timer()
+    info = wsprox.backends()["cuda"]
+    if not info.available:
+        print(f"cuda backend unavailable: {info.reason}", file=sys.stderr)
+        return 2
     meta = dict(
-        device=device,
+        device=_device_name(timer),
         python=platform.python_version(),
         numpy=np.__version__,
         dry_run=args.dry_run,
         repeat=args.repeat,
         warmup=args.warmup,
+        complete=False,
     )
-    record = dict(meta=meta, rows=rows, variants=variants, host_profile=profile)
-    write_atomically(args.output, lambda fh: json.dump(record, fh, indent=2))
+    record = dict(meta=meta, rows=[], variants=[], host_profile=None)
+
+    def save():  # after every step, so that a run cut short still leaves what it measured
+        write_atomically(args.output, lambda fh: json.dump(record, fh, indent=2))
+
+    sizes = [int(s) for s in args.small_sizes] + [int(s) for s in args.sizes]
+    steps = len(sizes) * len(CASES) + 1 + (len(args.sizes) if args.variants else 0) + (args.profile_calls > 0)
+    progress = _Progress(steps)
+    try:
+        for d in sizes:
+            for fam, lam in CASES:
+                record["rows"].append(_vector_row(fam, lam, d, args, timer, np))
+                save()
+                progress.step(f"{fam} lam={lam:g} d={d}")
+        record["rows"].append(_batched_row(args, timer, np))
+        save()
+        progress.step("batched")
+        if args.variants:
+            for d in [int(s) for s in args.sizes]:
+                record["variants"].extend(_time_variants(args, timer, np, sizes=[d]))
+                save()
+                progress.step(f"variants d={d}")
+        if args.profile_calls > 0:
+            d = int(max(args.small_sizes))
+            x = _to_device(_family("gaussian", d, 1e-2, np), timer)
+            record["host_profile"] = _host_profile(x, d, 1e-2, args.profile_calls, timer)
+            progress.step("host profile")
+    finally:
+        progress.close()
+    meta["complete"] = True
+    save()
+    _print_tables(record)
+    if args.plot:
+        plot(record, args.plot)
     return 0
 
 

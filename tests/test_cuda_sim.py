@@ -525,6 +525,8 @@ def test_imminent_baseline(tiny, name):
         assert rounds >= d // 2 - 2  # the slow case it is kept to show
         with pytest.raises(TimeoutError, match="did not converge in 3 rounds"):
             cuda_imminent.run_rows(dev, perm, lam, 0.0, False, 0, max_rounds=3, threads_per_block=4)
+        with pytest.raises(TimeoutError, match=r"did not converge before the deadline \(1 rounds run\)"):
+            cuda_imminent.run_rows(dev, perm, lam, 0.0, False, 0, deadline=0.0, threads_per_block=4)
 
 
 @sim_only
@@ -643,6 +645,23 @@ def test_bench_cuda_dry_run(tmp_path, monkeypatch):
     assert profile["calls"] == 2 and profile["d"] == 16 and profile["wall_us_per_call_profiled"] > 0
     own = [r["own_us"] for r in profile["top"]]
     assert own == sorted(own, reverse=True) and own[0] > 0
+    assert data["meta"]["complete"] is True and data["meta"]["device"] == "simulator"
+    assert bench.main([str(tmp_path / "out.json"), "--replot", "--plot", str(tmp_path / "out.png")]) == 0
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+
+    # a run cut short keeps what it measured; cuda-imminent is stopped by its deadline
+    def broken(*args):
+        raise RuntimeError("cut short")
+
+    monkeypatch.setattr(bench, "_batched_row", broken)
+    short = tmp_path / "short.json"
+    argv = ["--dry-run", str(short), "--imminent-timeout", "0", "--no-variants", "--profile-calls", "0"]
+    with pytest.raises(RuntimeError, match="cut short"):
+        bench.main(argv)
+    data = json.loads(short.read_text())
+    assert data["meta"]["complete"] is False and len(data["rows"]) == 6
+    ramps = [r for r in data["rows"] if r["case"].startswith("adversarial_ramp")]
+    assert [r["imminent_note"] for r in ramps] == ["timeout (> 0 s)"] * 2
 
 
 @sim_only

@@ -23,6 +23,7 @@ limit are solved in units of a power of two, as in every backend.
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 from numba import cuda, float64, int64
@@ -159,16 +160,20 @@ def _kernels(tpb):
     )
 
 
-def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads_per_block=None, work=None):
+def run_rows(
+    xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, deadline=None, threads_per_block=None, work=None
+):
     """Imminent collisions on sorted rows; returns numba device arrays ``(out, labels or None, rounds)``.
 
     ``work`` allocates the work arrays (the sort provider, so its memory pool; default
-    numba's allocator), as in :func:`wsprox.solvers.cuda_backend.run_rows`.
+    numba's allocator), as in :func:`wsprox.solvers.cuda_backend.run_rows`. ``deadline``
+    is a :func:`time.perf_counter` value; it is checked once per round, when the round's
+    "anything merged?" flag reaches the host anyway.
 
     Raises
     ------
     TimeoutError
-        If ``max_rounds`` rounds were not enough.
+        If ``max_rounds`` rounds were not enough, or the deadline passed before convergence.
     """
     from .cuda_backend import _work_of
 
@@ -197,6 +202,8 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
         rounds += 1
         if max_rounds is not None and rounds > max_rounds:
             raise TimeoutError(f"imminent collisions did not converge in {max_rounds} rounds")
+        if deadline is not None and time.perf_counter() > deadline:
+            raise TimeoutError(f"imminent collisions did not converge before the deadline ({rounds} rounds run)")
         kern.k_scan[n, tpb, stream](head, idx)
         kern.k_compact[grid, tpb, stream](bstart, bsum, nblk, head, idx, nstart, nsum, nnew)
         bstart, nstart = nstart, bstart
@@ -219,14 +226,16 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, max_rounds=None, threads
     return out, labels, rounds
 
 
-def solve(w, lam, l1, return_clusters, *, max_rounds=None):
-    """Registry entry: every row of the 2-D ``w`` (numpy, or a numba device array)."""
+def solve(w, lam, l1, return_clusters, *, max_rounds=None, deadline=None):
+    """Registry entry: every row of the 2-D ``w`` (numpy, or a device array); limits as in :func:`run_rows`."""
     from .cuda_backend import solve_sorted
 
     lam, l1, want = float(lam), float(l1), bool(return_clusters)
 
     def run_sorted(xs, perm, stream, provider):
-        out, labels, _ = run_rows(xs, perm, lam, l1, want, stream, max_rounds=max_rounds, work=provider)
+        out, labels, _ = run_rows(
+            xs, perm, lam, l1, want, stream, max_rounds=max_rounds, deadline=deadline, work=provider
+        )
         return out, labels
 
     return solve_sorted(w, run_sorted)
