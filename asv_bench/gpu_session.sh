@@ -12,7 +12,10 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 -d .whl numpy==2.4.6
 # Then, from the device tool:  run(command="bash asv_bench/gpu_session.sh", carry=[".whl"], timeout_s=590)
-# Afterwards: copy $OUT/cuda_gpu.json to asv_bench/results/ (named after the GPU) and cite it in the docs.
+# Afterwards: copy $OUT/cuda_gpu.json to asv_bench/results/ (named after the GPU) and cite it in the docs; draw its
+# figure here (the device image may lack matplotlib):
+#   python asv_bench/bench_cuda.py asv_bench/results/<file>.json --replot --plot docs/_static/<file>.png
+# The JSON is rewritten after every measured step, so a run cut short by the time limit still leaves its rows.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/wsprox-gpu}

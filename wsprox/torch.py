@@ -732,14 +732,25 @@ class WeightSharing:
         self.steps += 1
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        """Per parameter name, the distinct-weight and zero ratios after the last step."""
+        """Per parameter name, the distinct-weight and zero ratios after the last step.
+
+        Returns
+        -------
+        dict of str to dict
+            ``{name: {"distinct_ratio": float, "zero_ratio": float}}`` (see
+            :func:`sharing_metrics`), a copy; empty before the first step.
+        """
         return {name: dict(m) for name, m in self._metrics.items()}
 
     def clusters(self) -> dict[str, torch.Tensor]:
         """Per parameter name, the cluster ids after the last step (for :class:`TiedWeights`).
 
-        The ids are unique across the whole tensor (also with ``dim``): members of one id
-        belong to one problem and share one value.
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``{name: ids}``, int64 tensors of the parameters' shapes and devices; empty
+            before the first step. The ids are unique across the whole tensor (also with
+            ``dim``): members of one id belong to one problem and share one value.
         """
         return dict(self._clusters)
 
@@ -748,14 +759,30 @@ class WeightSharing:
         self._handle.remove()
 
     def state_dict(self) -> dict:
-        """Settings and step count (parameters themselves live in the model's state)."""
+        """Settings and step count (parameters themselves live in the model's state).
+
+        Returns
+        -------
+        dict
+            ``{"lam", "l1", "dim", "rho", "steps"}``: plain Python numbers (and None),
+            for :meth:`load_state_dict`.
+        """
         return {"lam": self.lam, "l1": self.l1, "dim": self.dim, "rho": self.rho, "steps": self.steps}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned.
 
-        Everything is checked before anything is assigned: a state that raises
-        (KeyError, TypeError, ValueError or IndexError) leaves the object unchanged.
+        Parameters
+        ----------
+        state : dict
+            A :meth:`state_dict` of a :class:`WeightSharing` over parameters of the same
+            dimensions.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError, IndexError
+            A missing key, or a setting the constructor would refuse. Everything is
+            checked before anything is assigned, so the object is then unchanged.
         """
         missing = {"lam", "l1", "dim", "rho", "steps"} - set(state)
         if missing:
