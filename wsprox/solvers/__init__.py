@@ -70,7 +70,7 @@ register_backend(
     batched=False,
     max_size=1000,
     max_size_reason=(
-        "the quadratic program has O(d**2) variables and constraints; d = 1000 takes 30-70 s and 1.4 GB"
+        "the quadratic program has O(d**2) variables and constraints; d = 1000 took 28-72 s and 1.4 GB"
         " on a 2-core machine"
     ),
 )
