@@ -32,18 +32,7 @@ import numpy as np
 
 import wsprox
 from wsprox._files import save_figure_atomically, write_atomically
-
-
-def cpu_model():
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from wsprox._machine import cpu_model
 
 
 def paired_median_times(fn_a, fn_b, repeat):

@@ -40,6 +40,7 @@ from tqdm import tqdm  # noqa: E402
 
 import wsprox.torch as wt  # noqa: E402
 from wsprox._files import save_figure_atomically, write_atomically  # noqa: E402
+from wsprox._machine import machine_info  # noqa: E402
 
 PERM_SEED = 20240502  # the one fixed pixel permutation
 SPLIT_SEED = 0  # train/test split
@@ -513,6 +514,7 @@ def main(argv=None) -> dict:
         "summary": summary,
         "runs": per_seed,
         "seconds": elapsed,
+        "machine": machine_info(),
     }
     write_atomically(args.out / "shuffled_digits.json", lambda f: json.dump(result, f, indent=1))
     return result

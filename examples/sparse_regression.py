@@ -36,6 +36,7 @@ from tqdm import tqdm  # noqa: E402
 
 import wsprox  # noqa: E402
 from wsprox._files import save_figure_atomically, write_atomically  # noqa: E402
+from wsprox._machine import machine_info  # noqa: E402
 
 VALUES = (-2.0, 0.0, 1.0, 3.0)
 
@@ -376,6 +377,7 @@ def main(argv=None) -> dict:
         "summary": summary,
         "problems": problems,
         "seconds": elapsed,
+        "machine": machine_info(),
     }
     write_atomically(args.out / "sparse_regression.json", lambda f: json.dump(result, f, indent=1))
     return result

@@ -37,12 +37,21 @@ def load_example(name):
     return module
 
 
+def _assert_machine_recorded(saved):
+    """The results file says where its run time was measured."""
+    machine = saved["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["usable_cores"] >= 1
+    assert machine["versions"]["numpy"] == np.__version__ and machine["versions"]["torch"] is not None
+    assert saved["seconds"] > 0
+
+
 def test_shuffled_digits_smoke(tmp_path):
     result = load_example("shuffled_digits").main(["--smoke", "--out", str(tmp_path)])
     for name in ("shuffled_digits.md", "shuffled_digits.json", "shuffled_digits_filters.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "shuffled_digits.json").read_text())
     assert saved["chosen_lam"] == result["chosen_lam"] and len(saved["runs"]) == len(result["runs"])
+    _assert_machine_recorded(saved)
     table = (tmp_path / "shuffled_digits.md").read_text()
     assert "FC + WS" in table and "CNN" in table
 
@@ -92,6 +101,7 @@ def test_sparse_regression_smoke(tmp_path):
     result = load_example("sparse_regression").main(["--smoke", "--out", str(tmp_path)])
     for name in ("sparse_regression.md", "sparse_regression.json", "sparse_regression.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+    _assert_machine_recorded(json.loads((tmp_path / "sparse_regression.json").read_text()))
     cfg = result["config"]
     assert set(result["summary"]) == {str(n) for n in cfg["ns"]}
     for summary in result["summary"].values():

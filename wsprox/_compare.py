@@ -32,12 +32,8 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import platform
-import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +44,7 @@ import wsprox
 from ._baselines import BASELINES
 from ._families import family_seed, make_input
 from ._files import save_figure_atomically
+from ._machine import machine_info
 
 __all__ = ["Runner", "Result", "Settings", "Interrupted", "select_runners", "run", "machine_info", "format_table"]
 
@@ -653,58 +650,6 @@ def _reference(case, settings, family, d, seed, ref_workers) -> tuple[str | None
 
 
 # ----------------------------------------------------------------------------- reporting
-
-
-def machine_info() -> dict:
-    """CPU, cores, platform, Python and library versions, GPU name (None without one)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "wsprox": wsprox.__version__}
-    for module in ("numba", "scipy", "sklearn", "cvxpy", "torch", "torchsort", "cupy"):
-        mod = sys.modules.get(module)
-        if mod is None:
-            try:
-                from importlib.metadata import version
-
-                dist = {"sklearn": "scikit-learn"}.get(module, module)
-                versions[module] = version(dist)
-            except Exception:
-                versions[module] = None
-        else:
-            versions[module] = getattr(mod, "__version__", None)
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": affinity,
-        "platform": platform.platform(),
-        "versions": versions,
-        "gpu": _gpu_name(),
-    }
-
-
-def _gpu_name() -> str | None:
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return ", ".join(names) if out.returncode == 0 and names else None
 
 
 def format_time(seconds: float | None) -> str:
