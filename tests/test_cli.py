@@ -284,6 +284,68 @@ def test_small_run_plot(small_run):
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so that tqdm draws (it stays silent on pipes)."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_counts_each_case_once(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    progress = cli._Progress(3)
+    assert progress.bar is not None and not progress.bar.disable
+    for k, text in enumerate(["numba gauss d=50", "cvxpy gauss d=50", "numba sorted d=50"]):
+        progress(text)
+        assert progress.bar.n == k  # a case counts once the next one starts (or at the end)
+        assert progress.bar.desc == text
+    progress(None)
+    assert progress.bar.n == 3 and progress.bar.disable  # closed
+    assert "numba gauss d=50" in sys.stderr.getvalue()
+
+
+def test_progress_bar_without_tqdm_is_silent(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
+    progress = cli._Progress(2)
+    assert progress.bar is None
+    progress("numba gauss d=50")
+    progress(None)
+    assert sys.stderr.getvalue() == ""
+
+
+def test_compare_feeds_the_progress_bar_every_case(monkeypatch):
+    bars = []
+
+    class Recording(cli._Progress):
+        def __init__(self, total):
+            super().__init__(total)
+            self.texts = []
+            bars.append(self)
+
+        def __call__(self, text):
+            self.texts.append(text)
+            super().__call__(text)
+
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    monkeypatch.setattr(cli, "_Progress", Recording)
+    backends = "numba,cvxpy" if HAVE_CVXPY else "numba"
+    argv = ["compare", "--sizes", "50,2000", "--families", "gauss,sorted", "--backends", backends, "--repeat", "1"]
+    status, _ = _run(argv)
+    assert status == 0
+    (bar,) = bars
+    labels = ["np.argsort (floor)", "numba"] + (["cvxpy"] if HAVE_CVXPY else [])
+    expected = [
+        f"{label} {family} d={d}"
+        for d in (50, 2000)
+        for family in ("gauss", "sorted")
+        for label in labels
+        if not (label == "cvxpy" and d > wsprox.backends()["cvxpy"].max_size)  # above its limit: no case, no step
+    ]
+    assert bar.texts == [*expected, None]
+    assert bar.bar.total == len(expected) and bar.bar.n == len(expected)
+
+
 def test_float32_run():
     status, out = _run(
         ["compare", "--sizes", "100", "--families", "gauss", "--backends", "numba", "--dtype", "float32"]
