@@ -1,7 +1,9 @@
 """``.. bench-table:: PATH``: a table of a benchmark JSON file from ``asv_bench/``.
 
-Two formats are understood: ``asv_bench/bench_numba.py --json PATH`` (keys ``machine``,
-``repeat``, ``results``) and ``asv_bench/bench_cuda.py PATH`` (keys ``meta``, ``rows``, optionally ``variants``).
+Three formats are understood: ``asv_bench/bench_numba.py --json PATH`` (keys ``machine``,
+``repeat``, ``results``), ``asv_bench/bench_cuda.py PATH`` (keys ``meta``, ``rows``, optionally
+``variants``) and ``wsprox compare --json PATH`` (``schema`` ``wsprox-compare/...``: one row per
+family and size, one column per solver).
 
 The path is relative to the page. The page is rebuilt when the file changes. When the file
 does not exist the directive says so in the page (no warning, so ``-W`` builds still pass).
@@ -36,7 +38,12 @@ class BenchTable(SphinxDirective):
             para = nodes.paragraph(text=f"No results yet: {rel} does not exist.")
             return [para]
         data = json.loads(path.read_text())
-        lines = self._cuda_lines(data) if "rows" in data else self._numba_lines(data)
+        if str(data.get("schema", "")).startswith("wsprox-compare/"):
+            lines = self._compare_lines(data)
+        elif "rows" in data:
+            lines = self._cuda_lines(data)
+        else:
+            lines = self._numba_lines(data)
         container = nodes.container()
         self.state.nested_parse(StringList(lines, source=str(path)), self.content_offset, container)
         return container.children
@@ -126,6 +133,58 @@ class BenchTable(SphinxDirective):
             lines += [f"     - {name}" for name in names]
             for v in variants:
                 lines += [f"   * - {v['d']}"] + [f"     - {ms(v['ms'].get(name))}" for name in names]
+        return lines
+
+    @staticmethod
+    def _compare_lines(data):
+        from wsprox._compare import format_time
+
+        settings, machine = data["settings"], data.get("machine", {})
+        results = data["results"]
+        labels = [r["label"] for r in data["runners"] if any(x["label"] == r["label"] for x in results)]
+        families = list(dict.fromkeys(r["family"] for r in results))
+        cases = sorted({(r["family"], r["d"]) for r in results}, key=lambda c: (families.index(c[0]), c[1]))
+        by_case = {(r["family"], r["d"], r["label"]): r for r in results}
+        checked = [r for r in results if r["certificate"] in ("ok", "FAIL")]
+        passed = sum(r["certificate"] == "ok" for r in checked)
+        gpu = machine.get("gpu") or "none"
+        lines = [
+            f"Machine (as recorded in the file): ``{machine.get('cpu', 'not recorded')}``, "
+            f"{machine.get('usable_cores', '?')} usable cores, GPU: {gpu}; wsprox "
+            f"{data.get('wsprox_version', '?')}, {settings['dtype']}, lam = {settings['lam']}, median of up to "
+            f"{settings['repeat']} timed calls, timeout {settings['timeout_s']:g} s. Each cell: median time "
+            f"(ratio to the sort of the same array). {passed} of {len(checked)} checked results passed the "
+            "optimality certificate; the last column is the largest difference to the reference over all "
+            "solvers of the row.",
+            "",
+            ".. list-table::",
+            "   :header-rows: 1",
+            "",
+            "   * - family",
+            "     - d",
+        ]
+        lines += [f"     - {label}" for label in labels]
+        lines += ["     - max \\|x - ref\\|"]
+
+        def cell(r):
+            if r is None:
+                return "-"
+            if r["status"] == "timeout":
+                return f"> {format_time(settings['timeout_s'])}"
+            if r["status"] != "ok" or r["median_s"] is None:
+                return r["status"]
+            text = format_time(r["median_s"])
+            if r["ratio_to_sort"] is not None and r["kind"] != "floor":
+                text += f" ({r['ratio_to_sort']:.2f})"
+            if r["certificate"] == "FAIL":
+                text += " **certificate failed**"
+            return text
+
+        for family, d in cases:
+            row = [by_case.get((family, d, label)) for label in labels]
+            diffs = [r["max_abs_diff"] for r in row if r is not None and r["max_abs_diff"] is not None]
+            lines += [f"   * - {family}", f"     - {d}"] + [f"     - {cell(r)}" for r in row]
+            lines += [f"     - {max(diffs):.1e}" if diffs else "     - -"]
         return lines
 
 
