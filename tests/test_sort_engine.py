@@ -256,6 +256,40 @@ def test_thread_pool_survives_fork(monkeypatch):
     assert result == expected
 
 
+_CONCURRENT_CALLERS = """
+import sys, threading
+import numpy as np, numba, wsprox
+rng = np.random.default_rng(0)
+batches = [rng.standard_normal((64, 3000)) for _ in range(4)]
+expected = [wsprox.prox(w, 0.3, axis=1).tobytes() for w in batches]
+assert numba.threading_layer() == sys.argv[1], numba.threading_layer()
+results, start = {}, threading.Barrier(4)
+def caller(k):
+    start.wait()  # all four enter the parallel kernel together
+    results[k] = [wsprox.prox(batches[k], 0.3, axis=1).tobytes() for _ in range(15)]
+threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert all(r == [expected[k]] * 15 for k, r in results.items()) and len(results) == 4
+print("ok")
+"""
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="no parallel code runs without the JIT")
+def test_concurrent_calls_from_threads_with_the_workqueue_layer():
+    """numba's workqueue layer (its fallback without OpenMP or TBB) aborts the process when
+    parallel code is entered from two threads at once: the backend serializes those calls."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
+    env[_sort_engine.ENV_VAR] = "radix"  # the engine whose batches run numba's parallel loop
+    done = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_CALLERS, "workqueue"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def narrow_sort(row):
     """The narrow-key path alone: ``(xs, perm, done)`` after numpy sorts the narrow keys."""
     from wsprox.solvers._numba_kernels import unpack_narrow_row

@@ -10,6 +10,7 @@ picks the faster for this machine; both give bit-identical results.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -47,6 +48,24 @@ KEY_BLOCK_ELEMENTS = 1 << 16
 _local = threading.local()
 _pool_lock = threading.Lock()
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None
+#: Held around the parallel kernel when numba's threading layer is ``workqueue`` (its
+#: fallback where neither OpenMP nor TBB is installed), which aborts the whole process
+#: when parallel code is entered from two threads at once.
+_parallel_lock = threading.Lock()
+
+
+def _parallel_region():
+    """A context for calling numba ``parallel=True`` code from any thread.
+
+    Serializes the calls while the threading layer is ``workqueue`` or not chosen yet
+    (numba picks it at the first parallel call); with OpenMP or TBB, which are
+    thread-safe, calls from several threads run concurrently.
+    """
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel code has run in this process yet
+        return _parallel_lock
+    return _parallel_lock if layer == "workqueue" else contextlib.nullcontext()
 
 
 def _workspace(d, key_elements, cache_max=CACHED_WORKSPACE_MAX):
@@ -71,10 +90,11 @@ def _workspace(d, key_elements, cache_max=CACHED_WORKSPACE_MAX):
 
 
 def _forget_pool_after_fork():
-    """In a forked child the parent's pool threads are gone and its lock may be held."""
-    global _pool, _pool_lock
+    """In a forked child the parent's pool threads are gone and its locks may be held."""
+    global _pool, _pool_lock, _parallel_lock
     _pool = None
     _pool_lock = threading.Lock()
+    _parallel_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -139,7 +159,8 @@ def solve(w, lam, l1, return_clusters):
         solve_rows = _solve_numpy_sort if engine == "numpy" else _solve_radix_sort
         solve_rows(w, lam, l1, out, labels, want, 0, n)
     elif engine == "radix":
-        prox_rows(w, lam, l1, out, labels, want, min(n, 4 * threads))
+        with _parallel_region():
+            prox_rows(w, lam, l1, out, labels, want, min(n, 4 * threads))
     else:
         _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads)
     return out, (labels if return_clusters else None)
