@@ -238,8 +238,12 @@ def _child_solves(queue):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_thread_pool_survives_fork(monkeypatch):
-    monkeypatch.setenv(_sort_engine.ENV_VAR, "numpy")
+@pytest.mark.parametrize("engine", _sort_engine.ENGINES)
+def test_thread_pool_survives_fork(monkeypatch, engine):
+    """A batch solved in a child forked after the parent solved one (a multiprocessing
+    pool, a DataLoader worker): the pool is made anew in the child, and no OpenMP runtime,
+    which GNU's cannot survive a fork, is involved."""
+    monkeypatch.setenv(_sort_engine.ENV_VAR, engine)
     w = np.random.default_rng(0).standard_normal((300, 700))
     expected = wsprox.prox(w, 0.2, axis=1).tobytes()  # the parent's pool now exists
     assert numba_backend._pool is not None
@@ -253,41 +257,44 @@ def test_thread_pool_survives_fork(monkeypatch):
         child.join(timeout=30)
         if child.is_alive():
             child.kill()
+    assert child.exitcode == 0
     assert result == expected
 
 
 _CONCURRENT_CALLERS = """
-import sys, threading
+import threading
 import numpy as np, numba, wsprox
 rng = np.random.default_rng(0)
 batches = [rng.standard_normal((64, 3000)) for _ in range(4)]
 expected = [wsprox.prox(w, 0.3, axis=1).tobytes() for w in batches]
-assert numba.threading_layer() == sys.argv[1], numba.threading_layer()
 results, start = {}, threading.Barrier(4)
 def caller(k):
-    start.wait()  # all four enter the parallel kernel together
+    start.wait()  # all four start together
     results[k] = [wsprox.prox(batches[k], 0.3, axis=1).tobytes() for _ in range(15)]
 threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()
 assert all(r == [expected[k]] * 15 for k, r in results.items()) and len(results) == 4
+assert numba.threading_layer() == "workqueue"  # started (by numba.get_num_threads), never entered twice
 print("ok")
 """
 
 
-@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="no parallel code runs without the JIT")
-def test_concurrent_calls_from_threads_with_the_workqueue_layer():
-    """numba's workqueue layer (its fallback without OpenMP or TBB) aborts the process when
-    parallel code is entered from two threads at once: the backend serializes those calls."""
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="nothing runs in parallel without the JIT")
+@pytest.mark.parametrize("engine", _sort_engine.ENGINES)
+def test_concurrent_calls_from_threads_with_the_workqueue_layer(engine):
+    """Batches run on the backend's own thread pool, never in numba's parallel loops, whose
+    ``workqueue`` layer (numba's fallback without OpenMP or TBB) aborts the process when two
+    threads enter it at once: concurrent callers get the right results."""
     import subprocess
     import sys
 
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
-    env[_sort_engine.ENV_VAR] = "radix"  # the engine whose batches run numba's parallel loop
+    env[_sort_engine.ENV_VAR] = engine
     done = subprocess.run(
-        [sys.executable, "-c", _CONCURRENT_CALLERS, "workqueue"], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _CONCURRENT_CALLERS], env=env, capture_output=True, text=True, timeout=300
     )
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.stdout, done.stderr[-2000:])
 
 
 def narrow_sort(row):

@@ -22,14 +22,14 @@ inputs come back unchanged, and integer-valued inputs with an integer ``drift`` 
 pooled exactly while products stay below 2**53.
 
 Two ways through a row: :func:`prox_row` packs, radix-sorts and solves it in one
-compiled call (:func:`prox_rows` runs chunks of rows on numba's thread pool); or the
+compiled call (:func:`prox_chunk` for consecutive rows); or the
 caller packs a block of rows (:func:`pack_rows`, :func:`pack_narrow_rows`), sorts the
 keys with numpy and solves them (:func:`prox_sorted_rows`, :func:`prox_sorted_narrow_rows`).
 Every kernel releases the GIL, so the driver can run blocks on several threads.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import overload
 
 from ._scaling import overflow_unit as _overflow_unit
@@ -381,29 +381,6 @@ def prox_chunk(w, lam, l1, out, labels, want_labels, first, stop, keys, scratch,
     """Prox of rows ``first..stop-1`` of ``w`` (radix sort) in the given work buffers."""
     for r in range(first, stop):
         prox_row(w[r], lam, l1, out[r], labels[r], want_labels, keys, scratch, perm, block_end)
-
-
-@njit(cache=True, nogil=True)
-def prox_chunk_alloc(w, lam, l1, out, labels, want_labels, first, stop):
-    """:func:`prox_chunk` with work buffers allocated here, once for the chunk."""
-    d = w.shape[1]
-    keys = np.empty(d, np.uint64)
-    scratch = np.empty(d, np.uint64)
-    perm = np.empty(d, np.uint32)
-    block_end = np.empty(d, np.int64)
-    prox_chunk(w, lam, l1, out, labels, want_labels, first, stop, keys, scratch, perm, block_end)
-
-
-@njit(cache=True, parallel=True)
-def prox_rows(w, lam, l1, out, labels, want_labels, n_chunks):
-    """Prox of every row of the 2-D array ``w`` (radix sort), ``n_chunks`` chunks of rows in parallel.
-
-    ``labels`` is ``(n, d)`` int64 when ``want_labels`` is true and ``(n, 0)`` otherwise.
-    ``n_chunks`` is between 1 and the number of rows.
-    """
-    n = w.shape[0]
-    for c in prange(n_chunks):
-        prox_chunk_alloc(w, lam, l1, out, labels, want_labels, c * n // n_chunks, (c + 1) * n // n_chunks)
 
 
 @njit(cache=True, nogil=True)

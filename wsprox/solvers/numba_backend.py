@@ -2,15 +2,15 @@
 
 Each row is packed into sort keys, sorted, and solved from the sorted keys (see
 :mod:`._numba_kernels`). The sort is either the kernels' own radix sort, inside one
-compiled loop over the rows (numba's thread pool runs chunks of rows in parallel), or
-numpy's ``ndarray.sort`` on blocks of packed rows between two compiled, GIL-free steps
-(a thread pool of this module runs chunks of rows in parallel). :mod:`._sort_engine`
-picks the faster for this machine; both give bit-identical results.
+compiled loop over the rows, or numpy's ``ndarray.sort`` on blocks of packed rows between
+two compiled steps. :mod:`._sort_engine` picks the faster for this machine; both give
+bit-identical results. Every compiled step releases the GIL, and a thread pool of this
+module solves blocks of rows of a batch in parallel (numba's own parallel loops are not
+used: see :func:`_solve_parallel`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -22,7 +22,6 @@ from ._numba_kernels import (
     pack_narrow_rows,
     pack_rows,
     prox_chunk,
-    prox_rows,
     prox_sorted_narrow_rows,
     prox_sorted_rows,
 )
@@ -38,7 +37,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 #: (36 bytes per element, so at most about 75 MB stay allocated). Fresh large buffers
 #: cost a page fault per 4 KiB on first touch, which on some machines rivals the sort.
 CACHED_WORKSPACE_MAX = 1 << 21
-#: The same for the threads of the pool (numpy sort, several rows), with a lower bound
+#: The same for the threads of the pool (batches of several rows), with a lower bound
 #: (at most about 3 MB per thread), since every thread of the pool keeps its own.
 CACHED_WORKSPACE_MAX_POOLED = 1 << 16
 #: With numpy's sort, rows are packed, sorted and solved in blocks of about this many
@@ -48,24 +47,6 @@ KEY_BLOCK_ELEMENTS = 1 << 16
 _local = threading.local()
 _pool_lock = threading.Lock()
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None
-#: Held around the parallel kernel when numba's threading layer is ``workqueue`` (its
-#: fallback where neither OpenMP nor TBB is installed), which aborts the whole process
-#: when parallel code is entered from two threads at once.
-_parallel_lock = threading.Lock()
-
-
-def _parallel_region():
-    """A context for calling numba ``parallel=True`` code from any thread.
-
-    Serializes the calls while the threading layer is ``workqueue`` or not chosen yet
-    (numba picks it at the first parallel call); with OpenMP or TBB, which are
-    thread-safe, calls from several threads run concurrently.
-    """
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel code has run in this process yet
-        return _parallel_lock
-    return _parallel_lock if layer == "workqueue" else contextlib.nullcontext()
 
 
 def _workspace(d, key_elements, cache_max=CACHED_WORKSPACE_MAX):
@@ -90,11 +71,10 @@ def _workspace(d, key_elements, cache_max=CACHED_WORKSPACE_MAX):
 
 
 def _forget_pool_after_fork():
-    """In a forked child the parent's pool threads are gone and its locks may be held."""
-    global _pool, _pool_lock, _parallel_lock
+    """In a forked child the parent's pool threads are gone and its lock may be held."""
+    global _pool, _pool_lock
     _pool = None
     _pool_lock = threading.Lock()
-    _parallel_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -137,59 +117,63 @@ def _solve_numpy_sort(w, lam, l1, out, labels, want, first, stop, workspace=None
             prox_sorted_rows(w, a, b, block, lam, l1, out, labels, want, scratch, perm, block_end)
 
 
-def _solve_radix_sort(w, lam, l1, out, labels, want, first, stop):
-    """Rows ``first..stop-1`` with the radix sort, on the calling thread."""
+def _solve_radix_sort(w, lam, l1, out, labels, want, first, stop, workspace=None):
+    """Rows ``first..stop-1`` with the radix sort, on the calling thread.
+
+    ``workspace``: buffers from :func:`_workspace` for one row (else taken here).
+    """
     d = w.shape[1]
-    prox_chunk(w, lam, l1, out, labels, want, first, stop, *_workspace(d, d)[:4])
+    if workspace is None:
+        workspace = _workspace(d, d)
+    prox_chunk(w, lam, l1, out, labels, want, first, stop, *workspace[:4])
 
 
 def solve(w, lam, l1, return_clusters):
     """Solve every row of the float32/float64 2-D array ``w`` (see ``register_backend``).
 
-    Several rows are split into chunks solved in parallel (as many as
-    ``numba.get_num_threads()``); one row, or a small batch, is solved serially.
+    Several rows are solved in parallel on ``numba.get_num_threads()`` threads (see
+    :func:`_solve_parallel`); one row, or a small batch, is solved serially.
     """
     n, d = w.shape
     out = np.empty((n, d), dtype=w.dtype)
     labels = np.empty((n, d) if return_clusters else (n, 0), dtype=np.int64)
     lam, l1, want = float(lam), float(l1), bool(return_clusters)
-    engine = sort_engine(d)
+    solve_rows = _solve_numpy_sort if sort_engine(d) == "numpy" else _solve_radix_sort
     threads = 1 if n == 1 or n * d < PARALLEL_MIN_ELEMENTS else numba.get_num_threads()
     if threads == 1:
-        solve_rows = _solve_numpy_sort if engine == "numpy" else _solve_radix_sort
         solve_rows(w, lam, l1, out, labels, want, 0, n)
-    elif engine == "radix":
-        with _parallel_region():
-            prox_rows(w, lam, l1, out, labels, want, min(n, 4 * threads))
     else:
-        _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads)
+        _solve_parallel(solve_rows, (w, lam, l1, out, labels, want), threads)
     return out, (labels if return_clusters else None)
 
 
-def _solve_numpy_sort_parallel(w, lam, l1, out, labels, want, threads):
-    """All rows with numpy's sort, on ``threads`` threads (the calling thread is one).
+def _solve_parallel(solve_rows, args, threads):
+    """All rows, by ``solve_rows`` (an engine's solver), on ``threads`` threads (the calling thread is one).
 
-    The rows are cut into blocks (at most a key block of :func:`_solve_numpy_sort`, and
-    at least four per thread where there are enough rows) that the threads take one at a
-    time, so that a thread slowed down (by other work on its CPU) leaves
-    more blocks to the others instead of holding up the call. Returns only when every
-    thread has stopped, also when one raised: then no new blocks are started and the
-    first error is raised (the calling thread's own before the pool's).
+    The threads are those of this module's pool, running GIL-free compiled code, not
+    numba's parallel loops: numba's default threading layer on Linux (GNU OpenMP) cannot
+    run again in a process forked after it ran, and its fallback (``workqueue``) aborts
+    the process when two threads enter it at once; a Python thread pool has neither
+    limit. The rows are cut into blocks (at most a key block of :func:`_solve_numpy_sort`,
+    and at least four per thread where there are enough rows) that the threads take one at
+    a time, so that a thread slowed down (by other work on its CPU) leaves more blocks to
+    the others instead of holding up the call. Returns only when every thread has stopped,
+    also when one raised: then no new blocks are started and the first error is raised
+    (the calling thread's own before the pool's).
     """
-    n, d = w.shape
+    n, d = args[0].shape
     # At most one key block per block of rows, and at least about four blocks per thread.
     rows_per_block = max(1, min(KEY_BLOCK_ELEMENTS // d, -(-n // (4 * threads))))
     blocks = _BlockQueue(n, rows_per_block)
-    args = (w, lam, l1, out, labels, want)
     jobs = []
     pool = _executor(threads - 1)
     for _ in range(min(threads, blocks.count) - 1):
         try:
-            jobs.append(pool.submit(_solve_blocks, blocks, args, CACHED_WORKSPACE_MAX_POOLED))
+            jobs.append(pool.submit(_solve_blocks, solve_rows, blocks, args, CACHED_WORKSPACE_MAX_POOLED))
         except RuntimeError:  # the interpreter is shutting down: no new threads
             break
     try:
-        _solve_blocks(blocks, args, CACHED_WORKSPACE_MAX)
+        _solve_blocks(solve_rows, blocks, args, CACHED_WORKSPACE_MAX)
     finally:
         wait(jobs)
     for job in jobs:
@@ -217,13 +201,15 @@ class _BlockQueue:
         return first, min(first + self.rows_per_block, self.n)
 
 
-def _solve_blocks(blocks, args, cache_max):
+def _solve_blocks(solve_rows, blocks, args, cache_max):
     """Solve blocks taken from ``blocks`` until none is left; a failure stops the others."""
     try:
         d = args[0].shape[1]
-        workspace = _workspace(d, min(blocks.rows_per_block, blocks.n) * d, cache_max)
+        # numpy's sort needs the keys of a whole block of rows, the radix sort those of one row
+        key_elements = min(blocks.rows_per_block, blocks.n) * d if solve_rows is _solve_numpy_sort else d
+        workspace = _workspace(d, key_elements, cache_max)
         while (block := blocks.take()) is not None:
-            _solve_numpy_sort(*args, *block, workspace)
+            solve_rows(*args, *block, workspace)
     except BaseException:
         blocks.failed = True
         raise
