@@ -21,8 +21,8 @@ from wsprox.cli import DEFAULT_LAM, DEFAULT_SIZES
 BACKENDS = ["numba", "cvxpy", "cuda", "cuda-imminent"]
 #: Problem sizes d (those of ``wsprox compare``). cvxpy only runs at d <= CVXPY_MAX_D.
 SIZES = list(DEFAULT_SIZES)
-#: Input families: the default families of ``wsprox compare``, by the same names.
-FAMILIES = list(_families.DEFAULT_FAMILIES)
+#: Input families: every family of ``wsprox compare`` (its ``--families all``), by the same names.
+FAMILIES = list(_families.FAMILIES)
 DTYPES = ["float32", "float64"]
 
 #: Largest d at which cvxpy is benchmarked and used as the reference (as in ``wsprox compare``).
