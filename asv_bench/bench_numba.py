@@ -32,7 +32,7 @@ import numpy as np
 
 import wsprox
 from wsprox._files import save_figure_atomically, write_atomically
-from wsprox._machine import cpu_model
+from wsprox._machine import cpu_model, machine_info
 
 
 def paired_median_times(fn_a, fn_b, repeat):
@@ -176,7 +176,13 @@ def main(argv=None):
             f"{r['ratio']:>8.2f}  {r['goal']} ({mark})"
         )
     if args.json:
-        record = {"machine": machine, "repeat": args.repeat, "sort": engines, "results": rows}
+        record = {
+            "machine": machine,
+            "machine_info": machine_info(),
+            "repeat": args.repeat,
+            "sort": engines,
+            "results": rows,
+        }
         write_atomically(args.json, lambda fh: json.dump(record, fh, indent=2))
     if args.plot:
         plot(rows, machine, engines, args.plot)

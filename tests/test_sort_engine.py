@@ -156,6 +156,51 @@ def test_numpy_engine_shares_key_blocks_among_threads(monkeypatch):
     assert x.tobytes() == solve_with("radix", monkeypatch, w, 0.2, axis=1).tobytes()
 
 
+@pytest.mark.parametrize("engine", _sort_engine.ENGINES)
+def test_a_busy_pool_does_not_hold_up_a_call(monkeypatch, engine):
+    """While the pool's only thread is busy (another caller's batch), a batch is solved by the
+    calling thread alone, and the job it queued is cancelled instead of waited for."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    busy = ThreadPoolExecutor(max_workers=1)
+    release = threading.Event()
+    blocker = busy.submit(release.wait, 120)
+    monkeypatch.setattr(numba_backend, "_executor", lambda workers: busy)
+    monkeypatch.setattr(numba_backend, "_thread_count", lambda: 2)
+    w = RNG.standard_normal((200, 700))
+    monkeypatch.setenv(_sort_engine.ENV_VAR, engine)
+    result = {}
+    caller = threading.Thread(target=lambda: result.setdefault("x", wsprox.prox(w, 0.2, axis=1)))
+    try:
+        caller.start()
+        caller.join(timeout=60)
+        assert not caller.is_alive(), "the call waited for the busy pool"
+        assert not blocker.done()
+    finally:
+        release.set()
+        caller.join(timeout=60)
+        busy.shutdown(wait=True)
+    serial = np.vstack([numba_backend.solve(w[r : r + 1], 0.2, 0.0, False)[0] for r in range(200)])
+    assert result["x"].tobytes() == serial.tobytes()
+
+
+def test_thread_count_without_a_threading_layer(monkeypatch):
+    """numba.get_num_threads raises ValueError when the threading layer asked for cannot be
+    loaded (NUMBA_THREADING_LAYER=tbb without TBB); the backend runs none of numba's parallel
+    code and falls back to NUMBA_NUM_THREADS."""
+    import numba
+
+    def no_layer():
+        raise ValueError("No threading layer could be loaded.")
+
+    w = RNG.standard_normal((300, 700))
+    expected = wsprox.prox(w, 0.2, axis=1)
+    monkeypatch.setattr(numba, "get_num_threads", no_layer)
+    assert numba_backend._thread_count() == numba.config.NUMBA_NUM_THREADS
+    assert wsprox.prox(w, 0.2, axis=1).tobytes() == expected.tobytes()
+
+
 def test_pool_errors_reach_the_caller_after_every_block_finished(monkeypatch):
     import threading
     import time

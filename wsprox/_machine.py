@@ -1,7 +1,7 @@
 """A description of the machine a measurement ran on: CPU, cores, platform, library versions, GPU.
 
-Every results file that holds times (``wsprox compare --json``, ``asv_bench/bench_numba.py``,
-the examples) records it, so that a number can always be traced to the machine that made it.
+``wsprox compare --json``, ``asv_bench/bench_numba.py --json`` (``machine_info``) and the
+examples' JSON files record it, so that a time can be traced to the machine that made it.
 """
 
 from __future__ import annotations

@@ -139,12 +139,25 @@ def solve(w, lam, l1, return_clusters):
     labels = np.empty((n, d) if return_clusters else (n, 0), dtype=np.int64)
     lam, l1, want = float(lam), float(l1), bool(return_clusters)
     solve_rows = _solve_numpy_sort if sort_engine(d) == "numpy" else _solve_radix_sort
-    threads = 1 if n == 1 or n * d < PARALLEL_MIN_ELEMENTS else numba.get_num_threads()
+    threads = 1 if n == 1 or n * d < PARALLEL_MIN_ELEMENTS else _thread_count()
     if threads == 1:
         solve_rows(w, lam, l1, out, labels, want, 0, n)
     else:
         _solve_parallel(solve_rows, (w, lam, l1, out, labels, want), threads)
     return out, (labels if return_clusters else None)
+
+
+def _thread_count():
+    """``numba.get_num_threads()``, or ``NUMBA_NUM_THREADS`` where no numba threading layer loads.
+
+    The backend runs no numba parallel code; it only takes numba's thread count, which
+    raises ValueError when the layer asked for (``NUMBA_THREADING_LAYER=tbb`` without TBB)
+    cannot be loaded.
+    """
+    try:
+        return numba.get_num_threads()
+    except ValueError:
+        return numba.config.NUMBA_NUM_THREADS
 
 
 def _solve_parallel(solve_rows, args, threads):
@@ -157,9 +170,11 @@ def _solve_parallel(solve_rows, args, threads):
     limit. The rows are cut into blocks (at most a key block of :func:`_solve_numpy_sort`,
     and at least four per thread where there are enough rows) that the threads take one at
     a time, so that a thread slowed down (by other work on its CPU) leaves more blocks to
-    the others instead of holding up the call. Returns only when every thread has stopped,
-    also when one raised: then no new blocks are started and the first error is raised
-    (the calling thread's own before the pool's).
+    the others instead of holding up the call. Returns only when every thread that took
+    part has stopped, also when one raised: then no new blocks are started and the first
+    error is raised (the calling thread's own before the pool's). Pool threads busy with
+    other callers' batches do not hold a call up: the calling thread solves what they
+    leave, and their queued jobs are cancelled.
     """
     n, d = args[0].shape
     # At most one key block per block of rows, and at least about four blocks per thread.
@@ -175,8 +190,11 @@ def _solve_parallel(solve_rows, args, threads):
     try:
         _solve_blocks(solve_rows, blocks, args, CACHED_WORKSPACE_MAX)
     finally:
-        wait(jobs)
-    for job in jobs:
+        # A job still queued (behind another caller's batch in the shared pool) would find
+        # no block left: cancel it instead of waiting for its turn.
+        started = [job for job in jobs if not job.cancel()]
+        wait(started)
+    for job in started:
         job.result()
 
 
