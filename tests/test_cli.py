@@ -239,7 +239,7 @@ def test_small_run_table(small_run):
 
 def test_small_run_json(small_run):
     _, _, record, _ = small_run
-    assert record["schema"] == "wsprox-compare/2"
+    assert record["schema"] == "wsprox-compare/3"
     assert record["exit_status"] == 0 and record["interrupted"] is False
     settings = record["settings"]
     assert settings["sizes"] == [50, 300] and settings["families"] == ["gauss", "adversarial", "reversed"]
@@ -251,7 +251,7 @@ def test_small_run_json(small_run):
     keys = {
         "backend", "label", "kind", "device", "family", "d", "dtype", "seed", "status", "runs", "times_s",
         "warmup_s", "median_s", "floor_s", "ratio_to_sort", "max_abs_diff", "reference", "certificate",
-        "certificate_violation", "clusters", "reference_clusters", "error", "note",
+        "certificate_violation", "clusters", "reference_clusters", "error", "note", "details",
     }  # fmt: skip
     kinds = {r["name"]: r["kind"] for r in record["runners"]}
     assert kinds["sort-cpu"] == "floor" and kinds["numba"] == "backend"
@@ -269,6 +269,11 @@ def test_small_run_json(small_run):
         assert (r["warmup_s"] is not None) == warm[r["backend"]]
         assert r["median_s"] == pytest.approx(statistics.median(r["times_s"]))
         assert r["ratio_to_sort"] == pytest.approx(r["median_s"] / r["floor_s"])
+        if r["backend"] == "numba":  # the sort engine its worker calibrated for this d
+            assert r["details"] == {"sort_engine": r["details"]["sort_engine"]}
+            assert r["details"]["sort_engine"] in ("radix", "numpy")
+        else:
+            assert r["details"] == {}
         if r["kind"] == "floor":
             assert r["certificate"] is None and r["clusters"] is None
         else:

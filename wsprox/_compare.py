@@ -160,6 +160,7 @@ class Result:
     floor_s: float | None = None
     error: str | None = None
     note: str = ""
+    details: dict = field(default_factory=dict)  # see _solver_details
     x: np.ndarray | None = field(default=None, repr=False)  # the result, until compared with the reference
 
     @property
@@ -205,6 +206,7 @@ class Result:
             "reference_clusters": self.reference_clusters,
             "error": self.error,
             "note": self.note or None,
+            "details": dict(self.details),
         }
 
 
@@ -331,6 +333,19 @@ def _make_solve(runner: Runner, lam: float):
     return (lambda w: wsprox.prox(w, lam, backend=name)), to_device, synchronize
 
 
+def _solver_details(runner: Runner, d: int) -> dict:
+    """What a solver chose for a case that its result does not show (in the worker, after the runs).
+
+    The ``numba`` backend: the sort engine it calibrated for rows of length ``d`` on this
+    machine (``{"sort_engine": "radix"}`` or ``"numpy"``). Empty for the other runners.
+    """
+    if runner.kind == "backend" and runner.name == "numba":
+        from .solvers._sort_engine import sort_engine
+
+        return {"sort_engine": sort_engine(d)}
+    return {}
+
+
 def _check(w: np.ndarray, x: np.ndarray, lam: float) -> dict:
     """Certificate and cluster count of a result ``x`` of ``w``."""
     out: dict = {"x": x}
@@ -397,6 +412,7 @@ def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None,
                 conn.send(("time", times[-1]))
             conn.send(("end", None))
             info = {} if runner.kind == "floor" else _check(w, _to_host(x), lam)
+            info["details"] = _solver_details(runner, d)
             conn.send(("done", info))
         except Exception as exc:
             conn.send(("error", _describe(exc)))
@@ -592,6 +608,7 @@ def run(settings: Settings, progress=None) -> list[Result]:
                         result.warmup_s = outcome.get("warmup_s")
                         result.error = outcome.get("error")
                         result.note = outcome.get("note") or ""
+                        result.details = outcome.get("details") or {}
                         result.certificate = outcome.get("certificate")
                         result.violation = outcome.get("violation")
                         result.clusters = outcome.get("clusters")

@@ -513,7 +513,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     output_failed = False
     if args.json:
         record = {
-            "schema": "wsprox-compare/2",
+            "schema": "wsprox-compare/3",
             "wsprox_version": wsprox.__version__,
             "settings": {
                 "sizes": settings.sizes,

@@ -25,6 +25,19 @@ def _seconds(s: float) -> str:
     return f"{s * 1e3:.3g} ms"
 
 
+def _engines(results) -> str:
+    """A sentence naming the numba backend's sort engine by d, from compare's ``details`` (schema 3); '' without."""
+    engines = {}
+    for r in results:
+        engine = (r.get("details") or {}).get("sort_engine")
+        if engine is not None:
+            engines.setdefault(engine, set()).add(r["d"])
+    if not engines:
+        return ""
+    parts = [f"{name} at d = {', '.join(map(str, sorted(ds)))}" for name, ds in sorted(engines.items())]
+    return " The numba backend sorted with " + "; ".join(parts) + "."
+
+
 class BenchTable(SphinxDirective):
     required_arguments = 1
     has_content = False
@@ -155,7 +168,7 @@ class BenchTable(SphinxDirective):
             f"{settings['repeat']} timed calls, timeout {settings['timeout_s']:g} s. Each cell: median time "
             f"(ratio to the sort of the same array). {passed} of {len(checked)} checked results passed the "
             "optimality certificate; the last column is the largest difference to the reference over all "
-            "solvers of the row.",
+            "solvers of the row." + _engines(results),
             "",
             ".. list-table::",
             "   :header-rows: 1",
