@@ -32,7 +32,7 @@ import numpy as np
 
 import wsprox
 from wsprox._files import save_figure_atomically, write_atomically
-from wsprox._machine import cpu_model, machine_info
+from wsprox._machine import machine_info
 
 
 def paired_median_times(fn_a, fn_b, repeat):
@@ -162,7 +162,8 @@ def main(argv=None):
                 "met": bool(ratio <= case["limit"]),
             }
         )
-    machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, numpy {np.__version__}"
+    info = machine_info()
+    machine = f"{info['cpu']}, {info['cores']} cores, {platform.system()}, numpy {info['versions']['numpy']}"
     engines = sort_engines(args.sort)
     header = f"{'case':<28}{'baseline':<24}{'prox [s]':>10}{'base [s]':>10}{'ratio':>8}  goal"
     print(f"\nnumba backend, {machine}, medians of {args.repeat} runs after a warm-up")
@@ -178,7 +179,7 @@ def main(argv=None):
     if args.json:
         record = {
             "machine": machine,
-            "machine_info": machine_info(),
+            "machine_info": info,
             "repeat": args.repeat,
             "sort": engines,
             "results": rows,
