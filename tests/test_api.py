@@ -70,6 +70,16 @@ def test_python_lists_and_scalars():
     assert float(x) == 2.5
 
 
+def test_masked_array_with_masked_entries_is_value_error():
+    w = np.ma.array([1.0, 2.0, 30.0], mask=[False, False, True])
+    for call in (lambda: wsprox.prox(w, 1.0), lambda: wsprox.penalty(w), lambda: wsprox.certify(w, w.data, 1.0)):
+        with pytest.raises(ValueError, match=r"^w is a masked array with 1 masked entries"):
+            call()
+    x = wsprox.prox(np.ma.array([0.0, 1.0, 5.0], mask=False), 2.0)  # nothing masked: the data is used
+    assert type(x) is np.ndarray
+    np.testing.assert_array_equal(x, [1.5, 1.5, 3.0])
+
+
 def test_ragged_list_is_type_error():
     with pytest.raises(TypeError, match="w must be array-like"):
         wsprox.prox([[1.0, 2.0], [3.0]], 1.0)

@@ -45,7 +45,17 @@ def is_device_array(obj) -> bool:
 
 
 def as_host_array(w, name: str = "w") -> np.ndarray:
-    """``np.asarray(w)`` without copying, with a TypeError for what numpy cannot hold as numbers."""
+    """``np.asarray(w)`` without copying, with a TypeError for what numpy cannot hold as numbers.
+
+    A masked array with masked entries is refused (ValueError): ``np.asarray`` would drop the
+    mask and the masked (arbitrary) values would silently enter the result."""
+    if isinstance(w, np.ma.MaskedArray):
+        masked = int(np.count_nonzero(np.ma.getmaskarray(w)))
+        if masked:
+            raise ValueError(
+                f"{name} is a masked array with {masked} masked entries; wsprox does not support masks: "
+                f"pass {name}.filled(value) or {name}.compressed()"
+            )
     try:
         arr = np.asarray(w)
     except Exception as exc:  # ragged lists, objects with a failing __array__
