@@ -338,6 +338,166 @@ def test_cluster_mean_against_numpy_groups(dim):
         wt.cluster_mean(values, labels[:, :3])
 
 
+def _groups_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Every entry replaced by the float64 mean of the entries with its group key (a reference)."""
+    out = np.empty(values.shape)
+    for key in np.unique(groups):
+        out[groups == key] = values[groups == key].mean()
+    return out
+
+
+@pytest.mark.parametrize("dim", [None, 1])
+def test_ids_unique_across_the_tensor_also_work_with_dim(dim):
+    """WeightSharing.clusters() ids (unique across the tensor) used with the dim they were learned with."""
+    w = torch.nn.Parameter(randn(20, 30))
+    opt = torch.optim.SGD([w], lr=1.0)
+    ws = wt.WeightSharing(opt, [("w", w)], 0.05, dim=1)
+    ws.apply()
+    ids = ws.clusters()["w"]
+    assert int(ids.max()) >= 30  # numbered across the rows, so larger than a row is long
+    expected = ws.metrics()["w"]["distinct_ratio"]
+    assert expected <= 1
+    assert wt.sharing_metrics(w.detach(), ids, dim=dim)["distinct_ratio"] == expected
+    values = randn(20, 30)
+    torch.testing.assert_close(
+        wt.cluster_mean(values, ids, dim=dim).numpy(), _groups_mean(values.numpy(), ids.numpy()), rtol=0, atol=1e-15
+    )
+    tied = wt.TiedWeights(opt, [("w", w, ids)], dim=dim)
+    with torch.no_grad():
+        w.add_(randn(20, 30))
+    tied.apply()
+    for k in torch.unique(ids):
+        assert len(torch.unique(w.detach()[ids == k])) == 1
+    tied.remove()
+    ws.remove()
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.int8, torch.int16, torch.uint16, torch.int32, torch.uint32, torch.uint64]
+)
+@pytest.mark.parametrize("dim", [None, 1])
+def test_labels_of_every_integer_dtype(dtype, dim):
+    values = randn(2, 128, dtype=torch.float32)
+    per_row = torch.arange(128).repeat(2, 1)  # 0..127: the int8 maximum
+    per_row[:, 64:] = per_row[:, 64:] // 8
+    groups = per_row.numpy() + (0 if dim is None else 1000 * np.arange(2)[:, None])
+    labels = per_row.to(dtype)
+    expected = _groups_mean(values.double().numpy(), groups)
+    np.testing.assert_allclose(wt.cluster_mean(values, labels, dim=dim).numpy(), expected, rtol=1e-7, atol=1e-7)
+    n_groups = len(np.unique(groups))
+    assert wt.sharing_metrics(values, labels, dim=dim)["distinct_ratio"] == n_groups / 256
+
+
+def test_sparse_and_huge_ids_are_renumbered():
+    values = randn(3, 5)
+    labels = torch.tensor([[0, 1, 1, 2, 0], [3, 3, 3, 4, 4], [5, 6, 7, 8, 9]])
+    huge = labels * 10**15 + 7  # two float64 buffers of this size would not fit in memory
+    for dim in (None, 0, 1, -1):
+        torch.testing.assert_close(
+            wt.cluster_mean(values, huge, dim=dim), wt.cluster_mean(values, labels, dim=dim), rtol=0, atol=0
+        )
+        assert wt.sharing_metrics(values, huge, dim=dim) == wt.sharing_metrics(values, labels, dim=dim)
+    with pytest.raises(ValueError, match=r"labels must be >= 0 \(and below 2\*\*63\)"):
+        wt.cluster_mean(values[0, :2], torch.tensor([1, 2**63], dtype=torch.uint64))
+    with pytest.raises(TypeError, match="dim must be an int or None, got str"):
+        wt.cluster_mean(values, labels, dim="1")
+
+
+def test_zero_dim_tensor_strengths():
+    t = randn(40)
+    expected = wt.prox(t, 0.5, l1=0.1)
+    for lam in (torch.tensor(0.5), torch.tensor(0.5, dtype=torch.float16), np.float32(0.5)):
+        torch.testing.assert_close(wt.prox(t, lam, l1=torch.tensor(0.1)), expected, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(wsprox.prox(t.numpy(), torch.tensor(0.5)), wsprox.prox(t.numpy(), 0.5))
+    with pytest.raises(TypeError, match="lam is a tensor that requires grad; wsprox does not differentiate in lam"):
+        wt.prox(t, torch.tensor(0.5, requires_grad=True))
+    for bad, got in ((torch.tensor([0.5]), "Tensor"), (torch.tensor(True), "bool"), (torch.tensor(1j), "complex")):
+        with pytest.raises(TypeError, match=f"lam must be a real scalar, got {got}"):
+            wt.prox(t, bad)
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        wt.prox(t, torch.tensor(-1.0))
+    p = torch.nn.Parameter(t.clone())
+    opt = torch.optim.SGD([p], lr=0.5)
+    ws = wt.WeightSharing(opt, [p], torch.tensor(2.0))
+    assert ws.lam == 2.0 and type(ws.lam) is float
+    ws.apply()
+    torch.testing.assert_close(p.detach(), wt.prox(t, 1.0), rtol=0, atol=0)
+
+
+def test_negated_view_is_read_as_its_values():
+    z = torch.complex(randn(50), randn(50))
+    t = z.conj().imag  # a view with torch's negative bit set
+    assert t.is_neg()
+    plain = t.clone().resolve_neg()
+    assert not plain.is_neg()
+    x, labels = wt.prox(t, 0.5, return_clusters=True)
+    expected, expected_labels = wsprox.prox(plain.numpy(), 0.5, return_clusters=True)
+    np.testing.assert_array_equal(x.numpy(), expected)
+    np.testing.assert_array_equal(labels.numpy(), expected_labels)
+    by_column = wsprox.prox(plain.numpy().reshape(5, 10), 0.5, axis=0)
+    np.testing.assert_array_equal(wt.prox(t.reshape(5, 10), 0.5, dim=0).numpy(), by_column)
+
+
+def test_hook_leaves_parameters_without_grad_alone():
+    """Frozen or unused parameters: the optimizer does not move them, nor does the hook."""
+    model = make_model()
+    frozen = model[0].weight
+    frozen.requires_grad_(False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ws = wt.WeightSharing(opt, [("frozen", frozen), ("live", model[2].weight)], 5.0)
+    before = frozen.detach().clone()
+    live_before = model[2].weight.detach().clone()
+    train_step(model, opt)
+    assert torch.equal(frozen.detach(), before)
+    assert set(ws.metrics()) == set(ws.clusters()) == {"live"}
+    plain_step = live_before - 0.1 * model[2].weight.grad
+    torch.testing.assert_close(model[2].weight.detach(), wt.prox(plain_step, 0.5), rtol=0, atol=1e-12)
+    assert ws.steps == 1
+    ws.apply()  # called directly: every listed parameter
+    torch.testing.assert_close(frozen.detach(), wt.prox(before, 0.5), rtol=0, atol=0)
+    assert set(ws.metrics()) == {"frozen", "live"}
+    ws.remove()
+
+
+def test_learning_rate_checked_at_construction():
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0, 4.0]))
+    opt = torch.optim.SGD([p], lr=0.1)
+    for bad, error, message in (
+        (None, TypeError, "parameter 'p': its param group's lr must be a real number"),
+        ("0.1", TypeError, "parameter 'p': its param group's lr must be a real number"),
+        (float("nan"), ValueError, "parameter 'p': its param group's lr must be finite"),
+    ):
+        opt.param_groups[0]["lr"] = bad
+        with pytest.raises(error, match=message):
+            wt.WeightSharing(opt, [("p", p)], 1.0)
+    del opt.param_groups[0]["lr"]
+    with pytest.raises(TypeError, match="its param group's lr must be a real number .* got None"):
+        wt.WeightSharing(opt, [("p", p)], 1.0)
+    opt.param_groups[0]["lr"] = torch.tensor(0.5)  # a tensor lr, as capturable optimizers take
+    ws = wt.WeightSharing(opt, [("p", p)], 1.0)
+    opt.param_groups[0]["lr"] = None
+    with pytest.raises(TypeError, match="parameter 'p': its param group's lr"):
+        ws.apply()
+    assert p.tolist() == [1.0, 2.0, 4.0] and ws.steps == 0
+    opt.param_groups[0]["lr"] = torch.tensor(0.5)
+    ws.apply()
+    torch.testing.assert_close(p.detach(), wt.prox(torch.tensor([1.0, 2.0, 4.0]), 0.5), rtol=0, atol=0)
+
+
+def test_tied_weights_names_a_parameter_whose_shape_changed():
+    a = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    b = torch.nn.Parameter(torch.tensor([4.0, 5.0, 6.0]))
+    opt = torch.optim.SGD([a, b], lr=0.1)
+    tied = wt.TiedWeights(opt, [("a", a, torch.tensor([0, 0, 1])), ("b", b, torch.tensor([0, 1, 1]))])
+    assert a.tolist() == [1.5, 1.5, 3.0] and b.tolist() == [4.0, 5.5, 5.5]
+    with torch.no_grad():
+        a.data = torch.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"parameter 'a' has shape \(2,\), its labels \(3,\)"):
+        tied.apply()
+    assert b.tolist() == [4.0, 5.5, 5.5]
+    tied.remove()
+
+
 def test_hook_errors():
     model = make_model()
     opt = torch.optim.SGD(model[0].parameters(), lr=0.1)

@@ -20,9 +20,17 @@ __all__ = [
 
 
 def check_strength(value, name: str) -> float:
-    """Return ``value`` as a float after checking it is a finite real scalar >= 0."""
+    """Return ``value`` as a float after checking it is a finite real scalar >= 0.
+
+    0-d arrays (numpy, and any with ``ndim == 0`` and ``item()``: torch, CuPy) are read as
+    their element; a torch tensor that requires grad is refused, as the prox is not
+    differentiated in its strengths."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
+    elif not isinstance(value, numbers.Real) and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        if getattr(value, "requires_grad", False):
+            raise TypeError(f"{name} is a tensor that requires grad; wsprox does not differentiate in {name}")
+        value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}")
     try:

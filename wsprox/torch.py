@@ -23,6 +23,7 @@ break), supports double backward, forward-mode AD and the :mod:`torch.func` tran
 from __future__ import annotations
 
 import functools
+import numbers
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_blo
     results moved back: views of the backend's arrays, not C-contiguous copies.
     """
     _check_finite(t)
-    src = t.detach()
+    src = t.detach().resolve_neg()  # a negated view (e.g. ``z.conj().imag``) has no numpy or CUDA array view
     if src.dtype in _HALF:
         src = src.float()
     order = None
@@ -222,18 +223,20 @@ def _unmove(flat: torch.Tensor, like: torch.Tensor, dim) -> torch.Tensor:
 
 
 def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> torch.Tensor:
-    """Replace every entry by the mean of its cluster (sums accumulated in float64).
+    r"""Replace every entry by the mean of its cluster (sums accumulated in float64).
 
     Parameters
     ----------
     values : torch.Tensor
         Any real tensor.
     labels : torch.Tensor
-        Integer cluster ids of ``values``' shape, numbered per problem as returned by
-        :func:`prox` with ``return_clusters=True``.
+        Integer cluster ids of ``values``' shape (any integer dtype, any non-negative
+        values): those of :func:`prox` with ``return_clusters=True`` or of
+        :meth:`WeightSharing.clusters`, or ids of your own.
     dim : int or None, optional
-        The problem layout used for ``labels``: None (default) for one problem over the
-        whole tensor, an int for independent slices along that dimension.
+        The problem layout: None (default) for one problem over the whole tensor (equal
+        ids anywhere form one cluster), an int for independent slices along that
+        dimension (equal ids form one cluster only within a slice).
 
     Returns
     -------
@@ -246,22 +249,35 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
         ``labels`` not an integer tensor.
     ValueError
         ``labels`` of another shape than ``values``, or negative.
+
+    Notes
+    -----
+    The ids are renumbered ``0..K-1`` per problem by a sort (:math:`O(n \log n)`), so
+    their size does not matter and the sums take buffers of ``values.numel()`` entries.
     """
-    _check_labels(labels, values)
-    ids, n_clusters = _global_ids(labels.to(values.device), dim)
-    return _unmove(_segment_mean(_moved_flat(values, dim), ids, n_clusters), values, dim)
+    dim = _normalize_dim(dim, values.dim())
+    ids = _compact_labels(_checked_labels(labels, values), dim)
+    return _block_mean(values, ids, dim)
 
 
-def _check_labels(labels: torch.Tensor, values: torch.Tensor) -> None:
-    """Cluster ids: an integer tensor of ``values``' shape, non-negative (one host sync)."""
+def _checked_labels(labels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Cluster ids checked (an integer tensor of ``values``' shape, non-negative; one host sync),
+    returned as int64 on ``values``' device (index ops take no other integer dtype)."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
     if labels.shape != values.shape:
         raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {tuple(values.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
-    if labels.numel() and int(labels.min()) < 0:
-        raise ValueError("labels must be >= 0")
+    ids = labels.to(device=values.device, dtype=torch.int64)
+    if ids.numel() and int(ids.min()) < 0:  # uint64 ids of 2**63 and more wrap to negative here
+        raise ValueError("labels must be >= 0 (and below 2**63)")
+    return ids
+
+
+def _compact_labels(ids: torch.Tensor, dim) -> torch.Tensor:
+    """int64 ids renumbered ``0..K-1`` per problem in increasing order: the form :func:`prox` returns."""
+    return _labels_from_values(ids, dim)
 
 
 def _segment_mean(flat: torch.Tensor, ids: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -370,7 +386,8 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
         dtype (float16 and bfloat16 are computed in float32 and cast back); integer and
         bool tensors give float64. Must be finite.
     lam : float
-        Strength ``>= 0`` of the weight-sharing term.
+        Strength ``>= 0`` of the weight-sharing term (a Python or numpy number, or a 0-d
+        tensor that does not require grad).
     l1 : float, optional
         Strength ``>= 0`` of the L1 term. Default 0.
     dim : int or None, optional
@@ -387,7 +404,10 @@ def prox(t, lam, *, l1=0.0, dim=None, backend="auto", return_clusters=False):
     Returns
     -------
     x : torch.Tensor
-        The prox, on ``t``'s device. Requires grad if ``t`` does.
+        The prox, on ``t``'s device. Requires grad if ``t`` does. With an int ``dim``
+        other than the last, ``x`` (and ``labels``) are the backend's output moved back
+        (``x.movedim(dim, -1)`` is contiguous), not C-contiguous copies: ``x.view`` of
+        another shape may need ``x.contiguous()`` first (``reshape`` copies when needed).
     labels : torch.Tensor
         Only with ``return_clusters=True``.
 
@@ -506,9 +526,9 @@ def sharing_metrics(x: torch.Tensor, labels: torch.Tensor, *, dim=None) -> dict[
     x : torch.Tensor
         The regularized tensor (e.g. the output of :func:`prox`).
     labels : torch.Tensor
-        Its cluster ids as :func:`prox` returns them with ``return_clusters=True``:
-        integers of ``x``'s shape, numbered ``0..K-1`` in each problem (the count of a
-        problem is its largest id plus one).
+        Its cluster ids: integers of ``x``'s shape, e.g. as :func:`prox` returns them
+        with ``return_clusters=True`` or :meth:`WeightSharing.clusters`; a problem's
+        count is the number of distinct ids in it.
     dim : int or None, optional
         The problem layout used for ``labels``: None (default) for one problem over the
         whole tensor, an int for independent slices along that dimension.
@@ -528,16 +548,16 @@ def sharing_metrics(x: torch.Tensor, labels: torch.Tensor, *, dim=None) -> dict[
 
     Notes
     -----
-    A few scalar host synchronizations; nothing of the tensor's size is copied to the
-    host.
+    A few scalar host synchronizations and a sort of the labels (they are renumbered
+    per problem); nothing of the tensor's size is copied to the host.
     """
     _check_tensor(x, "x")
-    _check_labels(labels, x)
-    return _metrics_of(x, labels, dim)
+    dim = _normalize_dim(dim, x.dim())
+    return _metrics_of(x, _compact_labels(_checked_labels(labels, x), dim), dim)
 
 
 def _metrics_of(x: torch.Tensor, labels: torch.Tensor, dim) -> dict[str, float]:
-    """:func:`sharing_metrics` of labels known to be valid (those of :func:`prox`)."""
+    """:func:`sharing_metrics` of labels numbered ``0..K-1`` per problem (those of :func:`prox`)."""
     n = x.numel()
     if n == 0:
         return {"distinct_ratio": 0.0, "zero_ratio": 0.0}
@@ -596,6 +616,18 @@ def _group_of(optimizer, p) -> dict:
     raise ValueError("a parameter in params is not optimized by this optimizer")
 
 
+def _lr_of(group: dict) -> float:
+    """The learning rate of a param group as a float (a 1-element tensor lr is read), checked."""
+    lr = group.get("lr")
+    if isinstance(lr, torch.Tensor) and lr.numel() == 1 and not lr.requires_grad:
+        lr = lr.reshape(()).item()
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(
+            f"its param group's lr must be a real number (the prox strengths are lr * lam, lr * l1), got {lr!r:.60}"
+        )
+    return check_strength(lr, "its param group's lr")
+
+
 def _check_optimizer(optimizer) -> None:
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -628,10 +660,14 @@ class WeightSharing:
     the current learning rate of :math:`p`'s parameter group (so LR schedulers work).
     This is proximal gradient descent on ``loss + lam * R + l1 * ||.||_1``.
 
+    As torch's optimizers do with their own weight decay, the hook leaves alone a
+    parameter whose ``.grad`` is None at that step (a frozen or unused parameter, which
+    the optimizer did not move either); :meth:`apply` called directly moves every one.
+
     Parameters
     ----------
     optimizer : torch.optim.Optimizer
-        Any optimizer; the hook is registered with ``register_step_post_hook``.
+        Any optimizer whose param groups have a real ``lr``; the hook is registered with ``register_step_post_hook``.
     params : iterable of torch.Tensor or of (str, torch.Tensor)
         The regularized parameters (e.g. ``model.named_parameters()`` filtered), all
         optimized by ``optimizer``, each listed once: a tensor listed twice (under two
@@ -656,8 +692,9 @@ class WeightSharing:
     Raises
     ------
     TypeError, ValueError, IndexError
-        Bad settings, a parameter the optimizer does not hold or listed twice, an
-        unknown or unavailable backend, or one that does not take a parameter's device.
+        Bad settings, a parameter the optimizer does not hold or listed twice, a param
+        group without a real ``lr >= 0``, an unknown or unavailable backend, or one that
+        does not take a parameter's device.
 
     Examples
     --------
@@ -675,8 +712,11 @@ class WeightSharing:
         _check_optimizer(optimizer)
         self.optimizer = optimizer
         self.params = _named_params(params)
-        for _, p in self.params:
-            _group_of(optimizer, p)
+        for name, p in self.params:
+            try:
+                _lr_of(_group_of(optimizer, p))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"parameter {name!r}: {error}") from error
         self.lam, self.l1, self.dim, self.rho = self._validated(lam=lam, l1=l1, dim=dim, rho=rho)
         self.backend = _checked_backend(backend, self.params)
         self.steps = 0
@@ -697,22 +737,28 @@ class WeightSharing:
         return lam, l1, dim, rho
 
     def _after_step(self, optimizer, args, kwargs):
-        self.apply()
+        self._step([(name, p) for name, p in self.params if p.grad is not None])
 
     @torch.no_grad()
     def apply(self) -> None:
-        """Apply one proximal step now (the hook calls this after every ``step()``).
+        """Apply one proximal step to every listed parameter now.
 
+        The hook does this after every ``step()``, to the parameters that have a gradient.
         The step is all or nothing: the new values of every listed parameter are computed
         before any parameter is written, so an error (a non-finite parameter, say) leaves
         the parameters, :meth:`clusters`, :meth:`metrics` and ``steps`` as they were, and its
         message names the parameter. The price is one temporary copy of all listed
         parameters at once rather than of the largest one.
         """
+        self._step(self.params)
+
+    @torch.no_grad()
+    def _step(self, params) -> None:
+        """:meth:`apply` for the ``(name, tensor)`` pairs ``params``."""
         results = []
-        for name, p in self.params:
+        for name, p in params:
             try:
-                lr = float(_group_of(self.optimizer, p)["lr"])
+                lr = _lr_of(_group_of(self.optimizer, p))
                 dim = _normalize_dim(self.dim, p.dim())
                 x, labels = prox(
                     p.detach(), lr * self.lam, l1=lr * self.l1, dim=dim, backend=self.backend, return_clusters=True
@@ -720,7 +766,7 @@ class WeightSharing:
             except (TypeError, ValueError) as error:
                 raise type(error)(f"parameter {name!r}: {error}") from error
             if self.rho > 0:
-                mean = cluster_mean(p.detach(), labels, dim=dim)
+                mean = _block_mean(p.detach(), labels, dim)  # labels numbered 0..K-1 per problem
                 x = torch.where(x == 0, x, x + self.rho * (mean - x))
             # ids unique across the whole tensor, so that they mean the same with any dim
             ids = labels if dim is None else _unmove(_global_ids(labels, dim)[0], labels, dim)
@@ -732,7 +778,7 @@ class WeightSharing:
         self.steps += 1
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        """Per parameter name, the distinct-weight and zero ratios after the last step.
+        """Per parameter name, the distinct-weight and zero ratios after its last proximal step.
 
         Returns
         -------
@@ -743,7 +789,7 @@ class WeightSharing:
         return {name: dict(m) for name, m in self._metrics.items()}
 
     def clusters(self) -> dict[str, torch.Tensor]:
-        """Per parameter name, the cluster ids after the last step (for :class:`TiedWeights`).
+        """Per parameter name, the cluster ids after its last proximal step (for :class:`TiedWeights`).
 
         Returns
         -------
@@ -808,9 +854,11 @@ class TiedWeights:
         Parameters and their cluster ids (e.g. from :meth:`WeightSharing.clusters`),
         each parameter listed once (a tensor listed twice raises ValueError).
     dim : int or None, optional
-        The problem layout of the labels: None (default) when ids are unique across the
-        whole tensor (as :meth:`WeightSharing.clusters` returns them), an int when they
-        are numbered per slice along that dimension (as :func:`prox` returns them).
+        The problem layout of the labels: None (default) when equal ids anywhere in the
+        tensor form one group (as :meth:`WeightSharing.clusters` returns them, with or
+        without its ``dim``), an int when they are numbered per slice along that
+        dimension (as :func:`prox` returns them). Any non-negative integer ids of any
+        integer dtype; they are renumbered once, at construction.
 
     Raises
     ------
@@ -820,7 +868,8 @@ class TiedWeights:
         parameter.
     ValueError
         Labels of another shape than their parameter, or negative; a parameter the
-        optimizer does not hold or listed twice.
+        optimizer does not hold or listed twice. At a step: a parameter whose shape has
+        changed since construction (the message names it; no parameter is projected).
     IndexError
         ``dim`` out of range for a parameter.
 
@@ -846,12 +895,12 @@ class TiedWeights:
             if not isinstance(p, torch.Tensor) or not isinstance(labels, torch.Tensor):
                 raise TypeError(f"params[{k}] must hold tensors")
             try:
-                _check_labels(labels, p)
+                ids = _checked_labels(labels, p)
+                _group_of(optimizer, p)
             except (TypeError, ValueError) as error:
                 raise type(error)(f"parameter {name!r}: {error}") from error
-            _group_of(optimizer, p)
-            _normalize_dim(dim, p.dim())
-            self.params.append((name, p, labels.to(p.device)))
+            p_dim = _normalize_dim(dim, p.dim())
+            self.params.append((name, p, _compact_labels(ids, p_dim)))
         _check_distinct([(name, p) for name, p, _ in self.params])
         self.apply()
         self._handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
@@ -863,7 +912,13 @@ class TiedWeights:
         All or nothing, as :meth:`WeightSharing.apply`: every projection is computed before
         any parameter is written.
         """
-        tied = [cluster_mean(p.detach(), labels, dim=_normalize_dim(self.dim, p.dim())) for _, p, labels in self.params]
+        for name, p, ids in self.params:
+            if p.shape != ids.shape:
+                raise ValueError(
+                    f"parameter {name!r} has shape {tuple(p.shape)}, "
+                    f"its labels {tuple(ids.shape)} (given at construction)"
+                )
+        tied = [_block_mean(p.detach(), ids, _normalize_dim(self.dim, p.dim())) for _, p, ids in self.params]
         for (_, p, _), x in zip(self.params, tied):
             p.copy_(x)
 
