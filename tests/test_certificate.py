@@ -317,6 +317,55 @@ def test_tolerance_is_relative():
     assert certify(w, tiny, lam).ok
 
 
+@pytest.mark.parametrize("d", [3, 1000])
+def test_rejects_a_wrong_level_when_lam_dwarfs_the_weights(d):
+    """One cluster at the mean: its level is checked at float64 accuracy, not relative to lam."""
+    w = np.random.default_rng(d).integers(0, 6, d).astype(np.float64)
+    lam = 1e12
+    x = wsprox.prox(w, lam)
+    np.testing.assert_allclose(x, np.full(d, w.mean()), rtol=1e-12)
+    assert certify(w, x, lam).ok
+    # the float64 allowance on the level is about 8 d eps sum|v| / d = 4 d eps lam ~ 1e-3 d here
+    off = 4e-3 * d
+    for wrong in (np.zeros(d), np.full(d, w.mean() + off), np.full(d, w.mean() - off)):
+        assert not certify(w, wrong, lam).ok  # these passed when the tolerance was relative to lam
+    # what summing the velocities costs a float64 solver is still allowed
+    assert certify(w, x * (1 + 4 * d * 2.0**-53), lam).ok
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"), [(np.float32, 1e-45), (np.float32, 1e-40), (np.float16, 1e-7), (np.float64, 1e-320)]
+)
+def test_accepts_correct_subnormal_results(dtype, scale):
+    """Results below the normal range are allowed their absolute rounding (the subnormal spacing)."""
+    w = (np.random.default_rng(5).integers(-3, 4, 40) * scale).astype(dtype)
+    lam = float(3 * scale)
+    x = wsprox.prox(w, lam)
+    assert x.dtype == dtype
+    assert certify(w, x, lam).ok
+    exact = np.array([float(v) for v in prox_exact(w.astype(np.float64), lam)[0]])
+    assert certify(w, exact.astype(dtype), lam).ok  # the exact prox rounded to the dtype
+
+
+def test_rejects_the_identity_at_tiny_scales():
+    w = np.random.default_rng(6).standard_normal(100) * 1e-300
+    lam = 1e-300
+    assert certify(w, wsprox.prox(w, lam), lam).ok
+    assert not certify(w, w, lam).ok
+    w = np.random.default_rng(7).standard_normal(100) * 1e-310  # subnormal
+    assert certify(w, wsprox.prox(w, 1e-310), 1e-310).ok
+    assert not certify(w, w, 1e-310).ok
+
+
+def test_floating_point_traps_do_not_matter():
+    """Underflow in the check (subnormal values, lam huge beside the weights) is not an error."""
+    tiny = np.random.default_rng(8).standard_normal(50) * 1e-310
+    with np.errstate(all="raise"):
+        assert certify(tiny, wsprox.prox(tiny, 1e-310), 1e-310).ok
+        assert certify(np.arange(4.0), wsprox.prox(np.arange(4.0), 1e300), 1e300).ok
+        assert wsprox.penalty(tiny) > 0
+
+
 # ---------------------------------------------------------------------------------------
 # input validation
 # ---------------------------------------------------------------------------------------

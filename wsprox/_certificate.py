@@ -12,6 +12,7 @@ from ._validation import as_host_array, check_finite, check_strength, is_device_
 __all__ = ["Certificate", "certify"]
 
 _EPS64 = float(np.finfo(np.float64).eps)
+_TINY64 = float(np.finfo(np.float64).smallest_subnormal)  # 2**-1074
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,13 +107,21 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
 
     .. math::
 
-        \tau = \mathrm{rtol} \sum_k |z_k - \operatorname{median}(z)|
+        \tau = \mathrm{rtol} \sum_k |w_{(k)} - c|
+        + \min(\mathrm{rtol}, 8 d \varepsilon_{64}) \sum_k |v_k|
         + 2 \varepsilon_x \sum_k |x_k|
-        + 2 \varepsilon_{64} \sum_k \left(|w_{(k)} - c| + |v_k|\right) + d \cdot 10^{-300},
+        + 2 \varepsilon_{64} \sum_k \left(|w_{(k)} - c| + |v_k|\right)
+        + 2 d (t_x + d\, t_{64}),
 
     where :math:`c` is the median of ``w``, :math:`\varepsilon_x` the machine epsilon of
-    ``x``'s dtype (0 for integer dtypes) and :math:`\varepsilon_{64} = 2^{-52}`. The
-    first term is the requested relative accuracy. The rounding terms allow each
+    ``x``'s dtype and :math:`t_x` its smallest subnormal (both 0 for integer dtypes),
+    :math:`\varepsilon_{64} = 2^{-52}` and :math:`t_{64} = 2^{-1074}`. The first term is
+    the requested relative accuracy on the weights. The velocities enter only at float64
+    accuracy, a few :math:`d` roundings of their sum (what summing them costs a solver),
+    capped by ``rtol``: a tolerance relative to them would let a row whose :math:`\lambda`
+    dwarfs its weights, a single cluster, take any value of the right order. The last term
+    allows the absolute rounding of values below the normal range (subnormal results of
+    subnormal inputs). The other rounding terms allow each
     :math:`x_k` to be off by its own rounding (so float32 results of float32 inputs,
     the float64 prox rounded to float32, pass) and by the float64 rounding of forming
     :math:`z_k`, which matters when :math:`z` is nearly constant (for example when a
@@ -136,7 +145,7 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     each cluster :math:`B` of ``x`` (a run of equal values):
 
     5. :math:`|x_k - w_{(k)}| \le \lambda + \mathrm{rtol}\,(\lambda + s_B) + 2
-       \varepsilon_x |x_k| + 2 \varepsilon_{64} (|w_{(k)}| + \lambda + 2 |B|\, s_B)`,
+       \varepsilon_x |x_k| + 2 \varepsilon_{64} (|w_{(k)}| + \lambda + 2 |B|\, s_B) + 2 (t_x + |B|\, t_{64})`,
 
     with :math:`s_B` the range of the weights in :math:`k`'s cluster. A violation of
     condition 5 is reported, like the others, in units of its tolerance.
@@ -176,8 +185,12 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
         w_rows, moved_shape = _as_rows(w_arr, ax)
         x_rows, _ = _as_rows(x_arr, ax)
     batch_shape = () if ax is None else tuple(moved_shape[:-1])
-    eps_x = float(np.finfo(x_arr.dtype).eps) if x_arr.dtype.kind == "f" else 0.0
-    violation = _violations(w_rows, x_rows, lam, rtol, eps_x)
+    # the rounding of x's dtype: relative (eps) and, below its normal range, absolute (tiny)
+    eps_x, tiny_x = 0.0, 0.0  # integer and bool results are exact
+    if x_arr.dtype.kind == "f":
+        eps_x, tiny_x = float(np.finfo(x_arr.dtype).eps), float(np.finfo(x_arr.dtype).smallest_subnormal)
+    with np.errstate(under="ignore"):  # subnormal values are allowed for; np.seterr(under="raise") must not matter
+        violation = _violations(w_rows, x_rows, lam, rtol, eps_x, tiny_x)
 
     ok_rows = violation <= 1.0
     max_violation = float(violation.max()) if violation.size else 0.0
@@ -189,7 +202,9 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     )
 
 
-def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float, eps_x: float) -> np.ndarray:
+def _violations(
+    w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float, eps_x: float, tiny_x: float
+) -> np.ndarray:
     """Largest violation (in units of the tolerance) of each row; rows are problems."""
     n, d = w_rows.shape
     if n == 0 or d == 0:
@@ -207,11 +222,15 @@ def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float,
     coef = (d - 1 - 2 * np.arange(d, dtype=np.float64)) / (d - 1) if d > 1 else np.zeros(1)
     velocity = lam_rows * coef
     z = (ws - center) + velocity
-    spread = np.abs(z - np.median(z, axis=1, keepdims=True)).sum(axis=1)
-    rounding = 2.0 * eps_x * np.abs(xs).sum(axis=1)
-    rounding += 2.0 * _EPS64 * (np.abs(ws - center).sum(axis=1) + np.abs(velocity).sum(axis=1))
-    tol = rtol * spread + rounding + d * 1e-300
-    tol = tol[:, None]
+    weight_spread = np.abs(ws - center).sum(axis=1)
+    velocity_sum = np.abs(velocity).sum(axis=1)
+    # the velocities enter at float64 accuracy (a few d ulps of their sum, what summing them
+    # costs a solver), capped by rtol: a relative tolerance on them would let a row whose lam
+    # dwarfs its weights take any value of the right order for its single cluster
+    accuracy = rtol * weight_spread + min(rtol, 8.0 * d * _EPS64) * velocity_sum
+    rounding = 2.0 * eps_x * np.abs(xs).sum(axis=1) + 2.0 * _EPS64 * (weight_spread + velocity_sum)
+    rounding += 2.0 * d * (tiny_x + d * _TINY64)  # absolute rounding below the normal ranges (subnormals)
+    tol = (accuracy + rounding)[:, None]
 
     xc = xs - center
     partial = np.cumsum(z - xc, axis=1)
@@ -224,7 +243,7 @@ def _violations(w_rows: np.ndarray, x_rows: np.ndarray, lam: float, rtol: float,
     result = worst.max(axis=1)
     if d > 1:
         result = np.maximum(result, np.maximum(complementary.max(axis=1), decrease.max(axis=1)))
-    return np.maximum(result, _displacement_violations(ws, xs, lam_rows, rtol, eps_x).max(axis=1))
+    return np.maximum(result, _displacement_violations(ws, xs, lam_rows, rtol, eps_x, tiny_x).max(axis=1))
 
 
 def _overflow_units(ws: np.ndarray, xs: np.ndarray, lam: float) -> np.ndarray:
@@ -243,7 +262,9 @@ def _overflow_units(ws: np.ndarray, xs: np.ndarray, lam: float) -> np.ndarray:
     return unit[:, None]
 
 
-def _displacement_violations(ws: np.ndarray, xs: np.ndarray, lam, rtol: float, eps_x: float) -> np.ndarray:
+def _displacement_violations(
+    ws: np.ndarray, xs: np.ndarray, lam, rtol: float, eps_x: float, tiny_x: float
+) -> np.ndarray:
     """Condition 5, ``|x_k - w_k| <= lam``, in units of a tolerance local to each cluster of ``x``.
 
     ``ws`` and ``xs`` are sorted by ``w`` (rows are problems); ``lam`` a float or an
@@ -260,6 +281,7 @@ def _displacement_violations(ws: np.ndarray, xs: np.ndarray, lam, rtol: float, e
     spread = (flat_w[last] - flat_w[first])[cluster].reshape(n, d)  # ws is sorted within each row
     size = (last - first + 1)[cluster].reshape(n, d).astype(np.float64)
     tol = rtol * (lam + spread) + 2.0 * eps_x * np.abs(xs) + 2.0 * _EPS64 * (np.abs(ws) + lam + 2.0 * size * spread)
+    tol += 2.0 * (tiny_x + size * _TINY64)  # > 0
     with np.errstate(over="ignore", invalid="ignore"):
         excess = np.abs(xs - ws) - lam
-        return np.maximum(excess, 0.0) / (tol + 1e-300)
+        return np.maximum(excess, 0.0) / tol
