@@ -103,6 +103,31 @@ def test_subnormal_values(lam):
     assert labels.tolist() == exact_labels
 
 
+@pytest.mark.parametrize(
+    ("w", "lam"),
+    [
+        ([0.0, 1e-8, 1.0], 1e-10),  # true clusters closer than CLUSTER_RTOL * s: redone at finer tolerances
+        ([2**62, 2**62 + 1, -(2**62), 5], 1.0),  # a small singleton cluster beside huge ones keeps its digits
+        ([1e308, 1.7e308, -1.7e308, 0.0], 1e307),  # centring would overflow: solved in units of a power of two
+    ],
+    ids=["close-clusters", "small-beside-huge", "centring-overflow"],
+)
+def test_hard_rows_are_certified(w, lam):
+    w = np.asarray(w)
+    x, labels = wsprox.prox(w, lam, backend="cvxpy", return_clusters=True)
+    assert wsprox.certify(w, x, lam).ok
+    exact, exact_labels = prox_exact(w.astype(np.float64), lam)
+    _assert_close_to_exact(x, exact, w.astype(np.float64), lam, 0.0)
+    assert labels.tolist() == exact_labels
+
+
+def test_subnormal_rows_with_floating_point_traps():
+    w = np.random.default_rng(4).standard_normal(20) * 1e-310
+    with np.errstate(all="raise"):
+        x = wsprox.prox(w, 1e-310, backend="cvxpy")
+    assert wsprox.certify(w, x, 1e-310).ok
+
+
 def test_pooling_at_the_boundary_and_integer_rows_are_exact():
     """Pooling exactly at the boundary (left mean == right mean) gives one exact cluster."""
     x, labels = wsprox.prox(np.array([0.0, 1.0]), 0.5, backend="cvxpy", return_clusters=True)

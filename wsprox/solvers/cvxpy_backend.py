@@ -48,12 +48,21 @@ come back slightly different. So each row is polished (:func:`polish`):
    ``REFINE_RTOL * s = 1e-4 s`` and does not raise the objective (evaluated pairwise)
    beyond rounding; otherwise the cluster means of step 1 are used.
 
+4. Certify (``l1 = 0`` only): if :func:`wsprox.certify` (the KKT conditions, an O(d)
+   check that shares no code with any solver) rejects the polished row, steps 1-3 are
+   redone with the finer cluster tolerances ``1e-9 s`` and ``1e-11 s``; the first result
+   that passes is kept, else the one with the smallest violation.
+
 Tied outputs are then bit-identical, zeros are ``+0.0``, and labels are the cluster ids
 ``0..K-1`` in increasing order of value. Measured against exact rational answers on the
 hard input families for ``d <= 200``, the values agree to a few float64 roundings of
-``s`` (and to ``1e-6 s`` in any case). Distinct exact values closer than ``1e-7 s`` are
-merged (for example magnitudes from ``1e-30`` to ``1e30`` in one row), so the clusters
-are the true ones only when the true gaps exceed that.
+``s`` (and to ``1e-6 s`` in any case). With ``l1 > 0`` (no certificate), distinct exact
+values closer than ``1e-7 s`` are merged (for example magnitudes from ``1e-30`` to
+``1e30`` in one row), so the clusters are the true ones only when the true gaps exceed
+that; with ``l1 = 0`` the same holds below ``1e-11 s``. Cluster means are taken relative
+to one of their members, so small clusters in a row of huge values keep their digits, and
+a row whose values or strengths exceed ``1e150`` is solved in units of a power of two
+(exact) so that the centring cannot overflow.
 
 Size limit
 ----------
@@ -104,6 +113,10 @@ SOLVER_OPTIONS = (
 
 #: Values closer than ``CLUSTER_RTOL * s`` are one cluster (see the module docstring).
 CLUSTER_RTOL = 1e-7
+
+#: Finer cluster tolerances tried, in order, when ``l1 = 0`` and the polish at
+#: ``CLUSTER_RTOL`` fails :func:`wsprox.certify` (true gaps below ``CLUSTER_RTOL * s``).
+FINER_CLUSTER_RTOLS = (1e-9, 1e-11)
 
 #: A refined solution is kept only if no value moved by more than ``REFINE_RTOL * s``.
 REFINE_RTOL = 1e-4
@@ -176,17 +189,20 @@ def _refine(w, lam, l1, members, signs):
     sizes = np.array([m.size for m in members], dtype=np.float64)
     below = np.concatenate([[0.0], np.cumsum(sizes)[:-1]])
     above = d - below - sizes
-    c = float(np.median(w))
-    means = np.array([float(np.mean(w[m] - c)) for m in members]) + c
+    # each mean relative to one of its own members, so that a cluster of small values in a row
+    # of huge ones keeps its digits (a singleton's mean is its weight, exactly)
+    means = np.array([float(np.mean(w[m] - w[m[0]])) + float(w[m[0]]) for m in members])
     y = means + (lam / (d - 1) * (above - below) if d > 1 else 0.0) - l1 * signs
     return np.where(signs == 0, 0.0, y)
 
 
-def polish(raw: np.ndarray, w: np.ndarray, lam: float, l1: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def polish(
+    raw: np.ndarray, w: np.ndarray, lam: float, l1: float, scale: float, cluster_rtol: float = CLUSTER_RTOL
+) -> tuple[np.ndarray, np.ndarray]:
     """Turn a raw solver solution into exactly tied clusters; return ``(x, labels)``.
 
     1. Sort ``raw`` and split it into clusters where consecutive values differ by more
-       than ``CLUSTER_RTOL * scale``. When ``l1 > 0``, a cluster whose mean is within
+       than ``cluster_rtol * scale``. When ``l1 > 0``, a cluster whose mean is within
        that tolerance of zero is the zero cluster.
     2. Refine: compute the exact optimum over vectors constant on these clusters
        (:func:`_refine`); merge adjacent clusters whose refined values are out of order
@@ -200,7 +216,7 @@ def polish(raw: np.ndarray, w: np.ndarray, lam: float, l1: float, scale: float) 
     Labels number the distinct final values ``0..K-1`` in increasing order.
     """
     d = raw.shape[0]
-    tol = CLUSTER_RTOL * scale
+    tol = cluster_rtol * scale
     order = np.argsort(raw, kind="stable")
     xs = raw[order]
     cluster = np.zeros(d, np.int64)
@@ -281,9 +297,35 @@ def solve(w, lam, l1, return_clusters):
     out = np.empty((n, d), np.float64)
     labels = np.empty((n, d), np.int64)
     for r in range(n):
-        row = np.ascontiguousarray(w[r])
         if d == 0:
             continue
-        raw, scale = _solve_row(row, lam, l1)
-        out[r], labels[r] = polish(raw, row, lam, l1, scale)
+        with np.errstate(under="ignore"):  # subnormal values; np.seterr(under="raise") must not matter
+            out[r], labels[r] = _solve_scaled_row(np.ascontiguousarray(w[r]), lam, l1)
     return out, (labels if return_clusters else None)
+
+
+def _solve_scaled_row(row: np.ndarray, lam: float, l1: float) -> tuple[np.ndarray, np.ndarray]:
+    """Solve and polish one row, in units of a power of two where its values come near the float64 limit.
+
+    The prox is positively homogeneous (``prox_{u lam, u l1}(u w) = u prox_{lam, l1}(w)``)
+    and scaling by a power of two is exact, so the centring and the QP data stay finite.
+    With ``l1 = 0`` a polish that fails :func:`wsprox.certify` (true clusters closer than
+    ``CLUSTER_RTOL * s``) is redone at the finer tolerances ``FINER_CLUSTER_RTOLS``; the
+    first that passes is kept, else the one with the smallest violation.
+    """
+    from .._certificate import certify
+
+    largest = max(float(np.max(np.abs(row))), lam, l1)
+    unit = math.ldexp(1.0, -math.frexp(largest)[1]) if largest > 1e150 else 1.0
+    w_u, lam_u, l1_u = row * unit, lam * unit, l1 * unit
+    raw, scale = _solve_row(w_u, lam_u, l1_u)
+    x, labels = polish(raw, w_u, lam_u, l1_u, scale)
+    if l1 == 0.0 and w_u.size > 1:
+        best = (certify(w_u, x, lam_u).max_violation, x, labels)
+        for cluster_rtol in FINER_CLUSTER_RTOLS:
+            if best[0] <= 1.0:
+                break
+            x, labels = polish(raw, w_u, lam_u, l1_u, scale, cluster_rtol)
+            best = min(best, (certify(w_u, x, lam_u).max_violation, x, labels), key=lambda item: item[0])
+        x, labels = best[1], best[2]
+    return x / unit, labels
