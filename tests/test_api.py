@@ -461,14 +461,16 @@ def test_broken_backend_result_is_caught():
 
 
 @pytest.mark.parametrize(
-    "labels", [np.zeros((1, 2), np.int64), [[0, 0, 0]], np.zeros(3, np.int64)], ids=["shape", "list", "1-d"]
+    "labels",
+    [np.zeros((1, 2), np.int64), [[0, 0, 0]], np.zeros(3, np.int64), np.zeros((1, 3))],
+    ids=["shape", "list", "1-d", "float"],
 )
 def test_broken_backend_labels_are_caught(labels):
     """Labels of the wrong shape or type: a RuntimeError naming the backend, and ``out`` is left as it was."""
     wsprox.register_backend("badlabels", lambda w, lam, l1, rc: (w.copy(), labels), description="wrong labels")
     try:
         out = np.full(3, 7.0)
-        with pytest.raises(RuntimeError, match=r"backend 'badlabels' returned labels that are not an array of shape"):
+        with pytest.raises(RuntimeError, match=r"backend 'badlabels' returned labels that are not an integer array of"):
             wsprox.prox(np.arange(3.0), 1.0, backend="badlabels", return_clusters=True, out=out)
         np.testing.assert_array_equal(out, np.full(3, 7.0))
         x = wsprox.prox(np.arange(3.0), 1.0, backend="badlabels", out=out)  # labels not asked for: not checked
@@ -476,6 +478,30 @@ def test_broken_backend_labels_are_caught(labels):
         np.testing.assert_array_equal(out, np.arange(3.0))
     finally:
         wsprox.unregister_backend("badlabels")
+
+
+@pytest.mark.parametrize("result", [np.zeros((1, 3)), 3.0, (np.zeros((1, 3)),)], ids=["array", "scalar", "1-tuple"])
+def test_backend_result_that_is_not_a_pair_is_caught(result):
+    wsprox.register_backend("unpaired", lambda w, lam, l1, rc: result, description="not (x, labels)")
+    try:
+        with pytest.raises(
+            RuntimeError, match=r"backend 'unpaired' returned .*, expected a tuple \(x, labels or None\)"
+        ):
+            wsprox.prox(np.arange(3.0), 1.0, backend="unpaired")
+    finally:
+        wsprox.unregister_backend("unpaired")
+
+
+def test_backend_labels_of_another_integer_dtype_come_back_int64():
+    wsprox.register_backend(
+        "uint32labels", lambda w, lam, l1, rc: (w.copy(), np.zeros(w.shape, np.uint32)), description="uint32 ids"
+    )
+    try:
+        _, labels = wsprox.prox(np.arange(3.0), 1.0, backend="uint32labels", return_clusters=True)
+        assert labels.dtype == np.int64
+        np.testing.assert_array_equal(labels, [0, 0, 0])
+    finally:
+        wsprox.unregister_backend("uint32labels")
 
 
 def test_failing_availability_probe_is_reported():
@@ -491,6 +517,14 @@ def test_failing_availability_probe_is_reported():
 
 
 # --------------------------------------------------------------------------- penalty
+
+
+def test_penalty_does_not_depend_on_memory_layout():
+    W = np.random.default_rng(12).standard_normal((7, 301))
+    for axis in (0, 1, -1):
+        expected = wsprox.penalty(W, axis=axis)
+        for layout in (np.asfortranarray(W), W[::-1][::-1], np.ascontiguousarray(W.T).T):
+            np.testing.assert_array_equal(wsprox.penalty(layout, axis=axis), expected)
 
 
 @pytest.mark.parametrize("d", [0, 1, 2, 3, 10, 101])

@@ -173,11 +173,18 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
         x = _soft_threshold(rows, l1) if l1 > 0 else rows.copy()
         labels = None
     else:
-        x, labels = solver.solve(rows, lam, l1, bool(return_clusters))
+        result = solver.solve(rows, lam, l1, bool(return_clusters))
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise RuntimeError(
+                f"backend {solver.name!r} returned {type(result).__name__}, expected a tuple (x, labels or None)"
+            )
+        x, labels = result
         _check_backend_result(solver.name, x, labels, rows, return_clusters)
     x = x.astype(out_dtype, copy=False)
     if return_clusters and (labels is None or x.dtype != compute_dtype):
         labels = labels_from_values(x)
+    elif return_clusters:
+        labels = labels.astype(np.int64, copy=False)  # a backend's int32 or unsigned ids: the documented dtype
 
     result = _from_rows(x, moved_shape, ax, arr)
     if out is not None:
@@ -236,10 +243,13 @@ def penalty(w, *, axis=None):
     if d <= 1:
         values = np.zeros(n)
     else:
-        xs = np.sort(rows.astype(np.float64), axis=1)
+        # a C-contiguous copy, so that the summation order (and the result, to the bit) does not
+        # depend on the input's memory layout
+        xs = np.sort(np.array(rows, dtype=np.float64, order="C"), axis=1)
         xs -= xs[:, d // 2 : d // 2 + 1]
         coef = (2.0 * np.arange(d) - (d - 1)) / (d - 1)
-        values = xs @ coef
+        with np.errstate(under="ignore"):  # subnormal weights; np.seterr(under="raise") must not matter
+            values = xs @ coef
     if ax is None:
         return float(values[0])
     return values.reshape(moved_shape[:-1])
@@ -322,5 +332,9 @@ def _check_backend_result(name, x, labels, rows, return_clusters) -> None:
             f"backend {name!r} returned {type(x).__name__} "
             f"{getattr(x, 'shape', '')} {getattr(x, 'dtype', '')}, expected {rows.dtype} array of shape {rows.shape}"
         )
-    if return_clusters and labels is not None and (not isinstance(labels, np.ndarray) or labels.shape != rows.shape):
-        raise RuntimeError(f"backend {name!r} returned labels that are not an array of shape {rows.shape}")
+    if (
+        return_clusters
+        and labels is not None
+        and (not isinstance(labels, np.ndarray) or labels.shape != rows.shape or labels.dtype.kind not in "iu")
+    ):
+        raise RuntimeError(f"backend {name!r} returned labels that are not an integer array of shape {rows.shape}")
