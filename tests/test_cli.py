@@ -628,6 +628,51 @@ def test_write_atomically_replaces_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "r.json"]
 
 
+def test_write_atomically_follows_links_and_writes_into_fifos(tmp_path):
+    import threading
+
+    from wsprox._files import write_atomically
+
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "target.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_atomically(link, lambda f: f.write("new"))
+    assert link.is_symlink() and os.readlink(link) == str(target)  # the link stays, its target is replaced
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["target.json"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    write_atomically(fifo, lambda f: f.write("through the pipe"))
+    reader.join(10)
+    assert received == ["through the pipe"]
+    assert stat_is_fifo(fifo)
+
+
+def stat_is_fifo(path):
+    import stat
+
+    return stat.S_ISFIFO(os.stat(path).st_mode)
+
+
+def test_huge_timeout_and_lam_overflowing_the_inputs(capsys):
+    status, out = _run(
+        ["compare", "--sizes", "10", "--families", "gauss", "--backends", "numba", "--timeout", "1e9"]
+        + ["--warmup-allowance", "1e300"]
+    )
+    assert status == 0 and "1 of 1 checked results passed" in out
+    message = _parser_error(["compare", "--sizes", "10", "--families", "spike", "--lam", "1e308"], capsys)
+    assert "--lam 1e+308: the input family 'spike' at lam=1e+308 overflows float64" in message
+    message = _parser_error(["compare", "--dtype", "float32", "--families", "spike", "--lam", "1e38"], capsys)
+    assert "overflows float32" in message
+    with pytest.raises(ValueError, match="the input family 'spike' at lam=1e\\+308 overflows float64"):
+        make_input("spike", 5, 1e308)
+
+
 def test_save_figure_atomically_uses_the_extension(tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

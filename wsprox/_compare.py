@@ -418,6 +418,10 @@ def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None,
             conn.send(("error", _describe(exc)))
 
 
+#: The longest single wait on a worker's pipe, in seconds (a longer ``--timeout`` waits in slices).
+_LONGEST_POLL = 86400.0
+
+
 class _Worker:
     """The parent's handle on the worker process of one runner (started lazily, restarted after a kill)."""
 
@@ -429,9 +433,12 @@ class _Worker:
 
     def _receive(self, timeout: float):
         """The next message, ``("timeout", None)`` or ``("died", text)``."""
+        deadline = time.monotonic() + timeout
         try:
-            if not self.conn.poll(timeout):
-                return "timeout", None
+            # in slices of at most a day: poll() takes no more than about 2**31 ms at once
+            while not self.conn.poll(max(0.0, min(deadline - time.monotonic(), _LONGEST_POLL))):
+                if time.monotonic() >= deadline:
+                    return "timeout", None
             return self.conn.recv()
         except (EOFError, OSError):
             self.process.join(1.0)

@@ -157,9 +157,17 @@ def make_input(family: str, d: int, lam: float, dtype: str = "float64", seed: in
     Raises
     ------
     ValueError
-        For an unknown family.
+        For an unknown family, or when the values overflow ``dtype`` (families scaled to
+        ``lam`` reach up to ``10 lam``).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
     w = FAMILIES[family].generate(int(d), float(lam), np.random.default_rng(seed))
-    return np.ascontiguousarray(w, dtype=dtype)
+    with np.errstate(over="ignore"):
+        w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.isfinite(w).all():
+        raise ValueError(
+            f"the input family {family!r} at lam={lam:g} overflows {dtype} (families scaled to lam "
+            "reach up to 10 * lam); choose a smaller lam"
+        )
+    return w

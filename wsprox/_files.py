@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 
 
@@ -30,12 +31,21 @@ def write_atomically(path, write, *, binary: bool = False) -> None:
     The temporary file is in ``path``'s directory, so :func:`os.replace` is a rename
     within one file system, which POSIX and Windows perform atomically. The new file gets
     the permissions a plain ``open(path, "w")`` would give it (``0o666`` less the umask).
+    A symbolic link is followed: its target is replaced, the link stays. A ``path`` that
+    exists but is not a regular file (a FIFO, ``/dev/stdout``, a shell's ``>(...)``, a
+    device) has nothing to replace and is written directly.
     """
     path = os.fspath(path)
+    mode, encoding = ("wb", {}) if binary else ("w", {"encoding": "utf-8"})
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        with open(path, mode, **encoding) as f:
+            write(f)
+        return
+    path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, mode, **encoding) as f:
             write(f)
         umask = os.umask(0)
         os.umask(umask)

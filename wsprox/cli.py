@@ -28,7 +28,7 @@ import time
 import wsprox
 
 from . import _compare
-from ._families import DEFAULT_FAMILIES, FAMILIES
+from ._families import DEFAULT_FAMILIES, FAMILIES, make_input
 from ._files import write_atomically
 
 __all__ = ["main", "build_parser", "DEFAULT_SIZES"]
@@ -324,7 +324,7 @@ def _check_output_path(parser: argparse.ArgumentParser, option: str, path: str) 
     """A parser error (exit 2) unless ``path`` looks writable: not a directory, in an existing writable directory."""
     if os.path.isdir(path):
         parser.error(f"{option} {path}: is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(os.path.realpath(path))  # a symlink's target is what gets written
     if not os.path.isdir(parent):
         parser.error(f"{option} {path}: the directory {parent} does not exist")
     if not (os.access(path, os.W_OK) if os.path.exists(path) else os.access(parent, os.W_OK | os.X_OK)):
@@ -476,6 +476,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         _check_plot(parser, args.plot)
     sizes = sorted(_flatten(args.sizes) or DEFAULT_SIZES)
     _check_sizes(parser, sizes, runners, args.dtype)
+    for family in _flatten(args.families) or DEFAULT_FAMILIES:
+        try:  # the hard families scale with lam: their values do not grow with d
+            make_input(family, 3, args.lam, args.dtype)
+        except ValueError as exc:
+            parser.error(f"--lam {args.lam:g}: {exc}")
     settings = _compare.Settings(
         sizes=sizes,
         families=_flatten(args.families) or list(DEFAULT_FAMILIES),
