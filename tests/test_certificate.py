@@ -347,6 +347,18 @@ def test_accepts_correct_subnormal_results(dtype, scale):
     assert certify(w, exact.astype(dtype), lam).ok  # the exact prox rounded to the dtype
 
 
+@pytest.mark.parametrize(
+    ("name", "d", "lam"), [("sorted", 1000, 1e-318), ("sorted", 10**4, 1e-312), ("spike", 10**4, 1e-312)]
+)
+def test_accepts_numba_on_subnormal_velocities(name, d, lam):
+    """lam / (d - 1) is subnormal: numba's velocities are off by up to d/2 units of 2**-1074, which is allowed."""
+    from wsprox._families import make_input
+
+    w = make_input(name, d, lam)
+    assert certify(w, wsprox.prox(w, lam), lam).ok
+    assert not certify(w, w, lam).ok
+
+
 def test_rejects_the_identity_at_tiny_scales():
     w = np.random.default_rng(6).standard_normal(100) * 1e-300
     lam = 1e-300

@@ -479,7 +479,7 @@ def test_learning_rate_checked_at_construction():
     with pytest.raises(TypeError, match="parameter 'p': its param group's lr"):
         ws.apply()
     assert p.tolist() == [1.0, 2.0, 4.0] and ws.steps == 0
-    opt.param_groups[0]["lr"] = torch.tensor(0.5)
+    opt.param_groups[0]["lr"] = torch.tensor(0.5, requires_grad=True)  # torch takes it; its value is used
     ws.apply()
     torch.testing.assert_close(p.detach(), wt.prox(torch.tensor([1.0, 2.0, 4.0]), 0.5), rtol=0, atol=0)
 

@@ -145,7 +145,7 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     each cluster :math:`B` of ``x`` (a run of equal values):
 
     5. :math:`|x_k - w_{(k)}| \le \lambda + \mathrm{rtol}\,(\lambda + s_B) + 2
-       \varepsilon_x |x_k| + 2 \varepsilon_{64} (|w_{(k)}| + \lambda + 2 |B|\, s_B) + 2 (t_x + |B|\, t_{64})`,
+       \varepsilon_x |x_k| + 2 \varepsilon_{64} (|w_{(k)}| + \lambda + 2 |B|\, s_B) + 2 (t_x + d\, t_{64})`,
 
     with :math:`s_B` the range of the weights in :math:`k`'s cluster. A violation of
     condition 5 is reported, like the others, in units of its tolerance.
@@ -281,7 +281,7 @@ def _displacement_violations(
     spread = (flat_w[last] - flat_w[first])[cluster].reshape(n, d)  # ws is sorted within each row
     size = (last - first + 1)[cluster].reshape(n, d).astype(np.float64)
     tol = rtol * (lam + spread) + 2.0 * eps_x * np.abs(xs) + 2.0 * _EPS64 * (np.abs(ws) + lam + 2.0 * size * spread)
-    tol += 2.0 * (tiny_x + size * _TINY64)  # > 0
+    tol += 2.0 * (tiny_x + d * _TINY64)  # > 0; a subnormal lam / (d - 1) is off by up to d/2 units of 2**-1074
     with np.errstate(over="ignore", invalid="ignore"):
         excess = np.abs(xs - ws) - lam
         return np.maximum(excess, 0.0) / tol

@@ -2,8 +2,9 @@
 
 - :func:`prox` / :func:`penalty`: :func:`wsprox.prox` and :func:`wsprox.penalty` for
   tensors, differentiable.
-- :class:`WeightSharing`: after every ``optimizer.step()``, replaces parameters by their
-  prox with the step's learning rate (proximal gradient descent), as in the paper.
+- :class:`WeightSharing`: after every ``optimizer.step()``, replaces parameters (those with
+  a gradient at that step) by their prox with the step's learning rate (proximal gradient
+  descent), as in the paper.
 - :class:`TiedWeights`: retraining with frozen weight-sharing groups (projection onto
   the tying pattern after every step).
 - :func:`sharing_metrics`: the paper's distinct-weight and zero ratios.
@@ -619,8 +620,8 @@ def _group_of(optimizer, p) -> dict:
 def _lr_of(group: dict) -> float:
     """The learning rate of a param group as a float (a 1-element tensor lr is read), checked."""
     lr = group.get("lr")
-    if isinstance(lr, torch.Tensor) and lr.numel() == 1 and not lr.requires_grad:
-        lr = lr.reshape(()).item()
+    if isinstance(lr, torch.Tensor) and lr.numel() == 1:  # torch also takes a tensor lr that requires grad
+        lr = lr.detach().reshape(()).item()
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(
             f"its param group's lr must be a real number (the prox strengths are lr * lam, lr * l1), got {lr!r:.60}"
