@@ -257,7 +257,7 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     their size does not matter and the sums take buffers of ``values.numel()`` entries.
     """
     dim = _normalize_dim(dim, values.dim())
-    ids = _compact_labels(_checked_labels(labels, values), dim)
+    ids = _labels_from_values(_checked_labels(labels, values), dim)
     return _block_mean(values, ids, dim)
 
 
@@ -274,11 +274,6 @@ def _checked_labels(labels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     if ids.numel() and int(ids.min()) < 0:  # uint64 ids of 2**63 and more wrap to negative here
         raise ValueError("labels must be >= 0 (and below 2**63)")
     return ids
-
-
-def _compact_labels(ids: torch.Tensor, dim) -> torch.Tensor:
-    """int64 ids renumbered ``0..K-1`` per problem in increasing order: the form :func:`prox` returns."""
-    return _labels_from_values(ids, dim)
 
 
 def _segment_mean(flat: torch.Tensor, ids: torch.Tensor, n_segments: int) -> torch.Tensor:
@@ -554,7 +549,7 @@ def sharing_metrics(x: torch.Tensor, labels: torch.Tensor, *, dim=None) -> dict[
     """
     _check_tensor(x, "x")
     dim = _normalize_dim(dim, x.dim())
-    return _metrics_of(x, _compact_labels(_checked_labels(labels, x), dim), dim)
+    return _metrics_of(x, _labels_from_values(_checked_labels(labels, x), dim), dim)
 
 
 def _metrics_of(x: torch.Tensor, labels: torch.Tensor, dim) -> dict[str, float]:
@@ -901,7 +896,7 @@ class TiedWeights:
             except (TypeError, ValueError) as error:
                 raise type(error)(f"parameter {name!r}: {error}") from error
             p_dim = _normalize_dim(dim, p.dim())
-            self.params.append((name, p, _compact_labels(ids, p_dim)))
+            self.params.append((name, p, _labels_from_values(ids, p_dim)))
         _check_distinct([(name, p) for name, p, _ in self.params])
         self.apply()
         self._handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
