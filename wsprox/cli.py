@@ -476,14 +476,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         _check_plot(parser, args.plot)
     sizes = sorted(_flatten(args.sizes) or DEFAULT_SIZES)
     _check_sizes(parser, sizes, runners, args.dtype)
-    for family in _flatten(args.families) or DEFAULT_FAMILIES:
+    families = _flatten(args.families) or list(DEFAULT_FAMILIES)
+    for family in families:
         try:  # the hard families scale with lam: their values do not grow with d
             make_input(family, 3, args.lam, args.dtype)
         except ValueError as exc:
             parser.error(f"--lam {args.lam:g}: {exc}")
     settings = _compare.Settings(
         sizes=sizes,
-        families=_flatten(args.families) or list(DEFAULT_FAMILIES),
+        families=families,
         runners=runners,
         dtype=args.dtype,
         lam=args.lam,
