@@ -629,6 +629,7 @@ def test_write_atomically_replaces_whole_or_not_at_all(tmp_path):
 
 
 def test_write_atomically_follows_links_and_writes_into_fifos(tmp_path):
+    import stat
     import threading
 
     from wsprox._files import write_atomically
@@ -650,13 +651,7 @@ def test_write_atomically_follows_links_and_writes_into_fifos(tmp_path):
     write_atomically(fifo, lambda f: f.write("through the pipe"))
     reader.join(10)
     assert received == ["through the pipe"]
-    assert stat_is_fifo(fifo)
-
-
-def stat_is_fifo(path):
-    import stat
-
-    return stat.S_ISFIFO(os.stat(path).st_mode)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still the FIFO, not a file put in its place
 
 
 def test_huge_timeout_and_lam_overflowing_the_inputs(capsys):
