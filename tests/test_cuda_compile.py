@@ -102,8 +102,9 @@ def _signatures(types, dtype, pos):
         "k_bridge": (i, flt, i, ti, p, f64, tf),
         "k_update": (i, p, ti),
         "k_levels": (b, i, i, flt, i, ti, p, f64, tf),
-        "k_label_flags": (i, flt, flt, b, ti, p, f64, tf, i64),
-        "k_expand": (i64, flt, flt, b, ti, p, f64, tf, x, b, b, i64, i64),
+        "k_label_flags": (x, i, flt, flt, b, ti, p, f64, tf, i64),
+        "k_expand": (x, i64, flt, flt, b, ti, p, f64, tf, x, b),
+        "k_expand_labels": (i64, ti, p, tf, i64, i64),
     }
 
 
@@ -115,7 +116,7 @@ def test_cuda_backend_kernels_compile(compiler, dtype):
     from wsprox.solvers.cuda_kernels import get_kernels, k_nonfinite, tile_shared_bytes
 
     tile, chunk = cuda_backend.TILE, cuda_backend.CHUNK
-    kern = get_kernels(tile, chunk, cuda_backend.THREADS_PER_BLOCK)
+    kern = get_kernels(tile, chunk, cuda_backend.THREADS_PER_BLOCK, cuda_backend.LOCAL)
     for name, sig in _signatures(types, getattr(types, dtype), types.int32).items():
         res = _check(compiler, getattr(kern, name), sig)
         threads = {
@@ -151,7 +152,7 @@ def test_cuda_backend_kernels_compile_for_long_rows(compiler):
     from wsprox.solvers import cuda_backend
     from wsprox.solvers.cuda_kernels import get_kernels
 
-    kern = get_kernels(cuda_backend.TILE, cuda_backend.CHUNK, cuda_backend.THREADS_PER_BLOCK)
+    kern = get_kernels(cuda_backend.TILE, cuda_backend.CHUNK, cuda_backend.THREADS_PER_BLOCK, cuda_backend.LOCAL)
     for name, sig in _signatures(types, types.float32, types.int64).items():
         _check(compiler, getattr(kern, name), sig)
 
@@ -162,7 +163,7 @@ def test_other_tile_shapes_compile(compiler, tile, chunk):
 
     from wsprox.solvers.cuda_kernels import get_kernels, tile_shared_bytes
 
-    kern = get_kernels(tile, chunk, 128)
+    kern = get_kernels(tile, chunk, 128, 16)
     sig = _signatures(types, types.float32, types.int32)["k_tile"]
     res = _check(compiler, kern.k_tile, sig)
     assert abs(res["smem"] - tile_shared_bytes(tile, chunk)) <= 64, res

@@ -307,6 +307,7 @@ def test_docs_quote_the_cuda_defaults():
     for quoted in (
         f"tiles of ``TILE`` elements ({cb.TILE} by default)",
         f"chunks of ``CHUNK`` elements ({cb.CHUNK} by default)",
+        f"at most ``LOCAL`` weights ({cb.LOCAL} by default)",
         f"more than {cb.FUSED_LEVEL_PAIRS} merging pairs",
         f"at least :math:`2^{{{log2['UNSORT_MIN_SIZE']}}}` elements",
         f"(:math:`2^{{{log2['UNSORT_WINDOW']}}}` consecutive destinations, at most {cb._MAX_BUCKETS} windows)",
@@ -389,3 +390,88 @@ def test_accuracy_bound_on_hard_families(name, lam, tile, chunk):
     tol = tile_tolerance(w, x_ref, labels_ref, lam, tile, np.float64)
     err = np.abs(x - x_ref)
     assert np.all(err <= tol), f"max error/tolerance {np.max(err / tol):.3g}"
+
+
+# ------------------------------------------------------------- short blocks: direct sums
+def _singleton_rows(rng, d=3000):
+    """Rows whose prox at tiny strengths keeps every weight a cluster of its own."""
+    return {
+        "gaussian": rng.standard_normal(d),
+        "heavy": rng.standard_t(1.5, d),
+        # the reproducer: spread 3000 per 1024-element tile, lam = 1e-11 * ptp
+        "exponential_steps": rng.permutation(np.cumsum(rng.exponential(1.0, d))),
+    }
+
+
+@pytest.mark.parametrize("tile", [64, 1024])
+@pytest.mark.parametrize("lam", [1e-12, 1e-10, 1e-8])
+def test_singletons_are_bit_identical_to_numba(tile, lam):
+    """A block of one weight gets ``x + v`` computed as on the CPU.
+
+    Before the direct sums, its value came from the tile sums (error about ``2**-53 TILE
+    s_T``): these rows failed the certificate by factors up to 3749 (exponential steps,
+    tiles of 64, lam = 1e-12 ptp) and 2.1 (Gaussian, tiles of 1024, lam = 1e-12 ptp).
+    """
+    import wsprox
+
+    for name, w in _singleton_rows(np.random.default_rng(5)).items():
+        x, labels = prox_prototype(w, lam * np.ptp(w), tile=tile, return_clusters=True)
+        assert labels.max() + 1 == w.size, name  # all singletons: the case this test is about
+        np.testing.assert_array_equal(x, wsprox.prox(w, lam * np.ptp(w), backend="numba"), err_msg=name)
+        assert wsprox.certify(w, x, lam * np.ptp(w)), name
+
+
+@pytest.mark.parametrize("size", [2, 4, 16])
+def test_short_blocks_summed_directly(size):
+    """Blocks of at most ``local`` weights get the CPU's block-relative sums, not the tile sums'.
+
+    Rows of near-tied groups of ``size`` weights in 1024-element tiles whose values span
+    about 1000: with the direct sums the result equals numba's; with ``local=0`` (every
+    block of distinct weights from the tile sums) blocks of two were up to 2439 ulps off
+    (near the smallest weights, values below 1), so the comparison bites.
+    """
+    import wsprox
+
+    rng = np.random.default_rng(size)
+    d = 3000
+    w = np.repeat(np.cumsum(rng.exponential(1.0, d // size)), size)
+    w = rng.permutation(w + 1e-12 * rng.standard_normal(w.size))
+    lam = 1e-11 * np.ptp(w)
+    x_ref, labels_ref = wsprox.prox(w, lam, backend="numba", return_clusters=True)
+    sizes = np.bincount(labels_ref)
+    assert sizes.max() <= size and np.mean(sizes > 1) > 0.5  # mostly pooled short blocks
+    x, labels = prox_prototype(w, lam, return_clusters=True)
+    ulp = np.spacing(np.abs(x_ref))
+    assert np.all(np.abs(x - x_ref) <= 2 * ulp), np.max(np.abs(x - x_ref) / ulp)
+    np.testing.assert_array_equal(labels, labels_ref)
+    assert wsprox.certify(w, x, lam)
+    if size == 2:
+        x_tiles = prox_prototype(w, lam, local=0)
+        assert np.max(np.abs(x_tiles - x_ref) / ulp) > 4
+
+
+@pytest.mark.parametrize("local", [0, 16])
+@pytest.mark.parametrize("size", [3, 100, 700])
+def test_blocks_of_equal_weights_are_exact(size, local):
+    """A block of equal weights ``x`` gets ``x + v`` (no sum at all), whatever its length.
+
+    Groups of ties span tile boundaries; lam large enough that no rounding of the tile
+    sums can split a group (at lam = 1e-12 here, values near 1000, the pooling tests'
+    rounding is above the velocity differences and a group can come out in pieces whose
+    values differ by an ulp, within the documented bound).
+    """
+    import wsprox
+
+    rng = np.random.default_rng(size)
+    d = 3000
+    w = rng.permutation(np.repeat(1e3 * rng.standard_normal(d // size), size))
+    for lam in (1e-6, 1e-2):
+        x, labels = prox_prototype(w, lam, local=local, return_clusters=True)
+        x_ref, labels_ref = wsprox.prox(w, lam, backend="numba", return_clusters=True)
+        np.testing.assert_array_equal(x, x_ref)
+        np.testing.assert_array_equal(labels, labels_ref)
+
+
+def test_local_is_checked():
+    with pytest.raises(ValueError, match="local must be >= 0"):
+        prox_rows(np.zeros((1, 3)), 1.0, local=-1)

@@ -61,6 +61,7 @@ def tiny(monkeypatch):
     monkeypatch.setattr(cuda_backend, "UNSORT_WINDOW", 4)
     monkeypatch.setattr(cuda_backend, "UNSORT_CHUNK", 8)
     monkeypatch.setattr(cuda_backend, "THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(cuda_backend, "LOCAL", 2)  # blocks of 1-2 summed directly, longer ones from the tile sums
     monkeypatch.setattr(cuda_backend, "SORT_PROVIDER", cuda_backend.HostSortProvider())
     monkeypatch.setattr(cuda_imminent, "THREADS_PER_BLOCK", 4)
     return cuda_backend
@@ -72,6 +73,7 @@ def _lam_for(name, d):
 
 def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False, monotone=True):
     """``backend`` against numba, the reference and (cuda) the prototype; ``monotone``: see ``_check`` there."""
+    from wsprox.solvers import cuda_backend
     from wsprox.solvers.cuda_prototype import prox_rows
 
     x, labels = wsprox.prox(w, lam, l1=l1, backend=backend, return_clusters=True)
@@ -88,7 +90,9 @@ def _agree(w, lam, l1=0.0, tile=4, chunk=2, backend="cuda", exact=False, monoton
         assert certify(w, x, lam), certify(w, x, lam)
     if backend == "cuda":
         _within_documented_bound(w, x, labels, lam, l1, tile)
-        px, pl = prox_rows(w.reshape(1, -1), lam, l1, tile=tile, chunk=chunk, return_clusters=True)
+        px, pl = prox_rows(
+            w.reshape(1, -1), lam, l1, tile=tile, chunk=chunk, local=cuda_backend.LOCAL, return_clusters=True
+        )
         np.testing.assert_allclose(x, px[0], rtol=0, atol=tol)
         if exact:
             np.testing.assert_array_equal(x, px[0])
@@ -385,6 +389,9 @@ def test_tile_tunables_checked(tiny, monkeypatch):
             with pytest.raises(ValueError, match=name):
                 wsprox.prox(w, 1.0, backend="cuda")
         monkeypatch.setattr(tiny, name, 3)
+    monkeypatch.setattr(tiny, "LOCAL", -1)
+    with pytest.raises(ValueError, match="LOCAL must be >= 0"):
+        wsprox.prox(w, 1.0, backend="cuda")
 
 
 @sim_only
@@ -544,7 +551,42 @@ def test_accuracy_does_not_grow_with_d(tiny, lam):
     assert np.all(err <= tol), f"max error/tolerance {np.max(err / tol):.3g}"
     from wsprox.solvers.cuda_prototype import prox_rows
 
-    assert np.all(np.abs(x - prox_rows(w.reshape(1, -1), lam, tile=4, chunk=2)[0][0]) <= tol)
+    assert np.all(np.abs(x - prox_rows(w.reshape(1, -1), lam, tile=4, chunk=2, local=tiny.LOCAL)[0][0]) <= tol)
+
+
+@sim_only
+@pytest.mark.parametrize("local", [0, 2, 5])
+def test_short_blocks_and_equal_weights(tiny, monkeypatch, local):
+    """The kernels' direct sums (blocks of at most ``LOCAL`` weights, blocks of equal weights)
+    give the prototype's and numba's bits and cluster ids, on rows of singletons at tiny lam,
+    near-tied pairs and triples, and groups of equal weights across tiles of 16."""
+    from wsprox.solvers.cuda_prototype import prox_rows
+
+    monkeypatch.setattr(tiny, "TILE", 16)
+    monkeypatch.setattr(tiny, "CHUNK", 4)
+    monkeypatch.setattr(tiny, "LOCAL", local)
+    rng = np.random.default_rng(local)
+    d = 120
+    steps = np.cumsum(rng.exponential(1.0, d))
+    near_ties = np.concatenate([np.repeat(steps[: d // 4], 2), np.repeat(steps[d // 4 : d // 4 + d // 6], 3)])
+    rows = {
+        "singletons": (rng.permutation(steps), 1e-11 * np.ptp(steps)),
+        "near_ties": (rng.permutation(near_ties + 1e-12 * rng.standard_normal(d)), 1e-11 * np.ptp(steps)),
+        "equal_groups": (rng.permutation(np.repeat(1e3 * rng.standard_normal(d // 20), 20)), 1e-2),
+    }
+    for name, (w, lam) in rows.items():
+        for dtype in (np.float64, np.float32):
+            wd = w.astype(dtype)
+            x, labels = wsprox.prox(wd, lam, backend="cuda", return_clusters=True)
+            px, pl = prox_rows(wd.reshape(1, -1), lam, tile=16, chunk=4, local=local, return_clusters=True)
+            assert certify(wd, x, lam), (name, dtype)
+            np.testing.assert_array_equal(labels, labels_of_runs(wd, x))
+            if name != "near_ties" or local >= 3:  # every block summed directly, as on the CPU
+                np.testing.assert_array_equal(x, px[0], err_msg=f"{name} {dtype.__name__}")
+                np.testing.assert_array_equal(labels, pl[0], err_msg=f"{name} {dtype.__name__}")
+                np.testing.assert_array_equal(x, wsprox.prox(wd, lam, backend="numba"), err_msg=name)
+            else:  # pairs and triples from the tile sums (the order of the sums differs from the prototype's)
+                np.testing.assert_allclose(x, px[0], rtol=4 * np.finfo(dtype).eps, atol=0, err_msg=name)
 
 
 # ------------------------------------------------------------------------------ real GPU

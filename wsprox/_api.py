@@ -117,10 +117,15 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     weights of a tile (:math:`T` consecutive sorted weights) that :math:`B` touches,
     whatever :math:`d`; :math:`B` is the element's exact cluster or the cluster ``cuda``
     returned, whichever gives the larger bound (rounding that changes a pooling decision
-    merges blocks, and the merged block carries the error of its tiles). Where that
-    error exceeds the gaps between blocks (rows of huge dynamic range inside a tile),
-    ``cuda``'s output can decrease along the sort by up to the error, and its cluster ids
-    number the runs of equal values in sorted order.
+    merges blocks, and the merged block carries the error of its tiles). The pooling
+    decisions come from those sums; the value of a returned block of at most 16 weights
+    (``cuda_backend.LOCAL``), or of equal weights, is summed directly as on the CPU, so
+    rows of singletons (usual at the small strengths of training) get ``numba``'s values
+    (its bits, except where a GPU's compiler fuses a multiply and an add into one
+    rounding). Where the error of the tile sums exceeds the gaps between blocks (rows
+    of huge dynamic range inside a tile), ``cuda``'s output can decrease along the sort
+    by up to the error, and its cluster ids number the runs of equal values in sorted
+    order.
     For float32 data each output is within one float32 ulp of the
     exact prox of the float32 input (plus the float64 error above); the number of
     clusters in float32 is decided by rounding and is not promised to be exact.

@@ -25,6 +25,12 @@ Tunables (module constants read at every call, so tests can patch them):
     per tile).
 ``THREADS_PER_BLOCK``
     Threads per block of every launch.
+``LOCAL``
+    Blocks of at most this many elements (and blocks of equal weights) get their value
+    from a direct sum of their sorted weights relative to their middle element, as on the
+    CPU, instead of the range sum of the tile sums (whose rounding is relative to the
+    tile's spread): each thread of such a block reads the block's weights and those of
+    the block before it (the rounding guard), at most ``2 * LOCAL`` loads.
 ``FUSED_LEVEL_PAIRS``, ``FUSED_LEVEL_THREADS``
     Bridge levels with at most that many merging pairs run in one launch of one block
     per row (that many threads), instead of two launches per level. At most 1024 threads,
@@ -38,7 +44,8 @@ Tunables (module constants read at every call, so tests can patch them):
 ``UNSORT``
     How the values return to the original order: ``"direct"`` (one scatter through the
     sort permutation, fused into the expansion), ``"partitioned"`` (values written in
-    sorted order in place, then grouped by destination window before the scatter, see
+    sorted order into the output, then grouped by destination window, in the sorted
+    input's memory, before the scatter, see
     :func:`wsprox.solvers.cuda_kernels.get_unsort_kernels`), or ``"auto"`` (partitioned for
     rows of at least ``UNSORT_MIN_SIZE`` elements, 2**24: a float32 row of 64 MB, more than
     an H100's 50 MB L2, where a direct scatter stops hitting the cache).
@@ -83,6 +90,7 @@ __all__ = [
     "TILE",
     "CHUNK",
     "THREADS_PER_BLOCK",
+    "LOCAL",
 ]
 
 #: Elements per tile.
@@ -91,6 +99,8 @@ TILE = 1024
 CHUNK = 8
 #: Threads per block of every launch.
 THREADS_PER_BLOCK = 128
+#: Longest block whose value the expansion sums directly from the sorted weights.
+LOCAL = 16
 #: Bridge levels with at most this many pairs run together in one launch (one block per row).
 FUSED_LEVEL_PAIRS = 2048
 #: Threads of that block (registers: 92 per thread on sm_90, allocated as 96, at most 65536 per block).
@@ -439,8 +449,12 @@ def _unsort_shift(d, window):
     return shift
 
 
-def _partitioned_unsort(vals, perm, out, work, stream, tpb):
-    """``out[r, perm[r, k]] = vals[r, k]`` through destination windows (see ``get_unsort_kernels``)."""
+def _partitioned_unsort(vals, perm, out, work, stream, tpb, *, stage_val):
+    """``out[r, perm[r, k]] = vals[r, k]`` through destination windows (see ``get_unsort_kernels``).
+
+    ``stage_val`` (of ``vals``' shape and dtype, a free array) receives the values grouped
+    by window; ``out`` may be ``vals``: every value is staged before the first is written.
+    """
     from .cuda_kernels import get_unsort_kernels
 
     kern = get_unsort_kernels(tpb, _MAX_BUCKETS)
@@ -450,7 +464,6 @@ def _partitioned_unsort(vals, perm, out, work, stream, tpb):
     n_chunks = -(-d // chunk)
     n_buckets = ((d - 1) >> shift) + 1
     grid = (n_chunks, m)
-    stage_val = work.empty((m, d), vals.dtype)
     stage_dst = work.empty((m, d), np.int32 if d < 2**31 else np.int64)
     counts = work.empty((m, n_buckets * n_chunks), np.float64)  # float64: k_scan's type, exact to 2**53
     kern.k_bucket_pass[grid, tpb, stream](vals, perm, shift, chunk, counts, stage_val, stage_dst, False)
@@ -472,8 +485,8 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
 
     ``work`` allocates the work arrays and runs the small scans (default :class:`NumbaWork`;
     the providers use their library's memory pool, so work memory is counted and reused
-    there). With the partitioned unsort, ``xs`` is overwritten by the values in sorted
-    order. Returns numba device arrays ``out`` ((n, d), ``xs``'s dtype, original order) and
+    there). With the partitioned unsort, ``xs`` is overwritten (it holds the staged values).
+    Returns numba device arrays ``out`` ((n, d), ``xs``'s dtype, original order) and
     ``labels`` (int64, or None).
     """
     from .cuda_kernels import (
@@ -489,8 +502,11 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     tile = int(TILE if tile is None else tile)
     chunk = int(CHUNK if chunk is None else chunk)
     tpb = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
+    local = int(LOCAL)
     if tile < 1 or chunk < 1 or tpb < 1:
         raise ValueError(f"TILE, CHUNK and THREADS_PER_BLOCK must be >= 1, got {tile}, {chunk}, {tpb}")
+    if local < 0:
+        raise ValueError(f"LOCAL must be >= 0, got {local}")
     fused_threads, scan_threads = int(FUSED_LEVEL_THREADS), int(SCAN_THREADS)
     if not (1 <= fused_threads <= 1024 and 1 <= scan_threads <= 1024):
         raise ValueError(
@@ -505,7 +521,7 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
     work = _work_of(work)
     n, d = xs.shape
     partitioned = _use_partitioned_unsort(d)
-    kern = get_kernels(tile, chunk, tpb)
+    kern = get_kernels(tile, chunk, tpb, local)
     nt = -(-d // tile)
     slots = nt * kern.SLOTS
     is32 = xs.dtype == np.float32
@@ -539,20 +555,20 @@ def run_rows(xs, perm, lam, l1, want_labels, stream, *, work=None, tile=None, ch
             kern.k_levels[(1, m), fused_threads, stream](
                 first_fused == 0, first_fused, levels, lam, d, ti, vpos, vcum, tf
             )
+        grid = (_grid(d, tpb), m)
         if want_labels:
             vlab = work.empty((m, slots), np.int64)
-            kern.k_label_flags[(nt, m), tpb, stream](d, lam, l1, is32, ti, vpos, vcum, tf, vlab)
+            kern.k_label_flags[(nt, m), tpb, stream](xs_c, d, lam, l1, is32, ti, vpos, vcum, tf, vlab)
             kern.k_scan_fields[(1, m), scan_threads, stream](tf, LCNT, LBASE)
-        else:
-            vlab = lab_c = perm_c  # any int64 rows: k_expand touches them only with want_labels
-        kern.k_expand[(_grid(d, tpb), m), tpb, stream](
-            perm_c, lam, l1, is32, ti, vpos, vcum, tf,
-            xs_c if partitioned else out_c, not partitioned, bool(want_labels), vlab, lab_c,
-        )  # fmt: skip
+            kern.k_expand_labels[grid, tpb, stream](perm_c, ti, vpos, tf, vlab, lab_c)
+            del vlab
+        # partitioned: the values go to out in sorted order, then through the windows into out,
+        # staged in xs (the short blocks' sums read xs during the expansion, so it cannot be the target)
+        kern.k_expand[grid, tpb, stream](xs_c, perm_c, lam, l1, is32, ti, vpos, vcum, tf, out_c, not partitioned)
         # the hull is not needed any more: free it (to the pool) before the unsort's staging arrays
-        del ti, tf, vpos, vcum, vlab
+        del ti, tf, vpos, vcum
         if partitioned:
-            _partitioned_unsort(xs_c, perm_c, out_c, work, stream, tpb)
+            _partitioned_unsort(out_c, perm_c, out_c, work, stream, tpb, stage_val=xs_c)
     return out, labels
 
 

@@ -21,12 +21,16 @@ They implement, launch for launch, the algorithm of :mod:`wsprox.solvers.cuda_pr
 4. :func:`k_label_flags` (only for cluster ids) -- one thread block per tile flags and
    counts the block starts that open a new cluster id (each thread a run of vertices, a
    block scan between them), then :func:`k_scan_fields` over tiles.
-5. :func:`k_expand` -- one thread per element: block mean in float64, rounding guard,
+5. :func:`k_expand` -- one thread per element: block mean in float64 (short blocks and
+   blocks of equal weights summed directly from the sorted weights), rounding guard,
    soft threshold, cast, then either the scatter through the sort permutation or a
    store in sorted order followed by the partitioned unsort of
-   :func:`get_unsort_kernels` (destinations grouped into L2-sized windows first).
+   :func:`get_unsort_kernels` (destinations grouped into L2-sized windows first); for
+   cluster ids, :func:`k_expand_labels` (one thread per element) scatters each
+   element's id.
 
-Kernels are built by :func:`get_kernels` for a given tile size and threads per block
+Kernels are built by :func:`get_kernels` for a given tile size, chunk size, threads per block and
+longest directly summed block
 (shared-array sizes must be compile-time constants) and cached.
 """
 
@@ -472,16 +476,19 @@ def _hull_functions(S: int, tile_refs: bool):
 
 
 @functools.cache
-def get_kernels(tile: int, chunk: int, threads_per_block: int):
+def get_kernels(tile: int, chunk: int, threads_per_block: int, local: int):
     """Compile (lazily) and return the kernels for ``tile`` elements per tile, ``chunk`` per thread.
+
+    Blocks of at most ``local`` elements (and blocks of equal weights) get their mean from
+    a direct sum of their sorted weights (see :func:`wsprox.solvers.cuda_prototype._mean`).
 
     Returns
     -------
     types.SimpleNamespace
         ``k_tile, k_scan, k_scan_offsets, k_scan_fields, k_bridge, k_update, k_levels, k_label_flags,
-        k_expand`` and the
+        k_expand, k_expand_labels`` and the
         constants ``TILE``, ``SLOTS`` (= TILE + 1), ``CHUNK``, ``NC`` (threads of a
-        ``k_tile`` block, ``ceil(TILE / CHUNK)``) and ``TPB``.
+        ``k_tile`` block, ``ceil(TILE / CHUNK)``), ``TPB`` and ``LOCAL``.
     """
     import types
 
@@ -492,25 +499,41 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
     NC = -(-TILE // CHUNK)
     CSLOTS = NC * SC
     TPB = int(threads_per_block)
+    LOCAL = int(local)
 
     (canon, span, pool, pred_end, prev_vertex, alive_edge, pair_bridge, take_bridge) = _hull_functions(S, True)
     (c_canon, _, _, _, _, c_alive_edge, c_pair_bridge, c_take_bridge) = _hull_functions(SC, False)
 
     @cuda.jit(device=True)
-    def block_mean(vpos, vcum, off, d, scale, lam, center, u, w):
-        """Mean of ``z`` over the block ``(u, w)``; ``off`` is the row's ``tf[r]``."""
+    def block_mean(xs, vpos, vcum, off, d, scale, lam, center, u, w):
+        """Mean of ``z`` over the block ``(u, w)``; ``xs`` the sorted row, ``off`` the row's ``tf[r]``.
+
+        A block of at most ``LOCAL`` elements, or of equal weights, is summed from ``xs``
+        relative to its middle element; longer ones take the range sum of the tile sums.
+        """
         a = vpos[u]
         b = vpos[w]
+        n = b - a
+        unit = off[UNIT, 0]
+        first = float64(xs[a]) * unit
+        last = float64(xs[b - 1]) * unit
+        if n <= LOCAL or first == last:
+            ref = float64(xs[(a + b) // 2]) * unit
+            s = 0.0
+            if first != last:
+                for j in range(a, b):
+                    s += float64(xs[j]) * unit - ref
+            return s / float64(n) + (lam / scale) * float64(d - a - b) + ref
         # one formula whatever the tiling: exact sums give the same bits for every TILE/CHUNK
-        return span(vpos, vcum, off, u, w) / float64(b - a) + lam * float64(d - a - b) / scale + center
+        return span(vpos, vcum, off, u, w) / float64(n) + lam * float64(d - a - b) / scale + center
 
     @cuda.jit(device=True)
-    def block_value(vcnt, vpos, vcum, off, L, R, d, scale, lam, center, l1, is32, u, w):
+    def block_value(xs, vcnt, vpos, vcum, off, L, R, d, scale, lam, center, l1, is32, u, w):
         """Output value of the block ``(u, w)``; ``lam`` and ``center`` in units of ``1 / off[UNIT, 0]``."""
-        m = block_mean(vpos, vcum, off, d, scale, lam, center, u, w)
+        m = block_mean(xs, vpos, vcum, off, d, scale, lam, center, u, w)
         if vpos[u] > 0:
             pu = prev_vertex(vcnt, L, R, u)
-            mp = block_mean(vpos, vcum, off, d, scale, lam, center, pu, u)
+            mp = block_mean(xs, vpos, vcum, off, d, scale, lam, center, pu, u)
             if m < mp:
                 m = mp
         return soft_cast(m / off[UNIT, 0], l1, is32)
@@ -716,7 +739,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
             cuda.syncthreads()
 
     @cuda.jit(device=True)
-    def opens_new_id(d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i):
+    def opens_new_id(xs, d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i):
         """1 if vertex ``i`` of tile ``t`` starts a final block whose value differs from the previous one's."""
         u = t * S + i
         w = alive_edge(vc, Lr, Rr, nt, t, i)
@@ -725,12 +748,12 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         if vp[u] == 0:
             return 1
         pu = prev_vertex(vc, Lr, Rr, u)
-        a = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, u, w)
-        b = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, pu, u)
+        a = block_value(xs, vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, u, w)
+        b = block_value(xs, vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, pu, u)
         return 1 if a != b else 0
 
     @cuda.jit
-    def k_label_flags(d, lam, l1, is32, ti, vpos, vcum, tf, vlab):
+    def k_label_flags(xs, d, lam, l1, is32, ti, vpos, vcum, tf, vlab):
         """Inclusive counts of new-id block starts per tile (grid = (n_tiles, n_rows), TPB threads).
 
         Each thread flags a contiguous run of the tile's vertices (``vlab`` holds the
@@ -752,11 +775,12 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         vp = vpos[r]
         vs = vcum[r]
         of = tf[r]
+        xr = xs[r]
         base = t * S
         lo, hi = thread_run(vc[t] - 1)
         count = int64(0)
         for i in range(lo, hi):
-            flag = opens_new_id(d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i)
+            flag = opens_new_id(xr, d, scale, lam, l1, is32, center, vc, vp, vs, of, Lr, Rr, nt, t, i)
             vlab[r, base + i] = flag
             count += flag
         acc, total = block_exclusive_scan(part, count, tid, nthr, int64(0))
@@ -766,14 +790,33 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         if tid == 0:
             tf[r, LCNT, t] = float64(total)
 
+    @cuda.jit(device=True)
+    def block_of(k, vc, vp, Lr, Rr, nt):
+        """Slots ``(u, w)`` of the final hull edge over element ``k`` (its tile's edge, the next
+        tile's, or a binary search in its tile's vertices)."""
+        t = k // TILE
+        if k < vp[Rr[t]]:
+            return Lr[t], Rr[t]
+        if t + 1 < nt and k >= vp[Lr[t + 1]]:
+            return Lr[t + 1], Rr[t + 1]
+        base = t * S
+        lo = 0
+        hi = vc[t] - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if vp[base + mid] <= k:
+                lo = mid
+            else:
+                hi = mid
+        return base + lo, canon(vc, nt, base + lo + 1)
+
     @cuda.jit
-    def k_expand(perm, lam, l1, is32, ti, vpos, vcum, tf, out, scatter, want_labels, vlab, labels):
+    def k_expand(xs, perm, lam, l1, is32, ti, vpos, vcum, tf, out, scatter):
         """Stage 3: one thread per element (grid = (element blocks, n_rows)).
 
         Writes the value to ``out[r, perm[r, k]]`` if ``scatter``, else to ``out[r, k]``
-        (sorted order; ``out`` may be the sorted input itself: nothing else reads it here).
-        Cluster ids always go through ``perm``; ``vlab`` and ``labels`` are read and
-        written only if ``want_labels`` (any int64 2-D arrays otherwise).
+        (sorted order, for the partitioned unsort). ``xs`` (the sorted rows) is read by
+        the direct sums of short blocks, so ``out`` must be another array.
         """
         k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         r = cuda.blockIdx.y
@@ -788,35 +831,22 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         Lr = ti[r, LEFT]
         Rr = ti[r, RIGHT]
         vp = vpos[r]
-        vs = vcum[r]
-        of = tf[r]
-        t = k // TILE
-        if k < vp[Rr[t]]:
-            u = Lr[t]
-            w = Rr[t]
-        elif t + 1 < nt and k >= vp[Lr[t + 1]]:
-            u = Lr[t + 1]
-            w = Rr[t + 1]
-        else:
-            base = t * S
-            lo = 0
-            hi = vc[t] - 1
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if vp[base + mid] <= k:
-                    lo = mid
-                else:
-                    hi = mid
-            u = base + lo
-            w = canon(vc, nt, base + lo + 1)
-        value = block_value(vc, vp, vs, of, Lr, Rr, d, scale, lam, center, l1, is32, u, w)
-        i = perm[r, k]
+        u, w = block_of(k, vc, vp, Lr, Rr, nt)
+        value = block_value(xs[r], vc, vp, vcum[r], tf[r], Lr, Rr, d, scale, lam, center, l1, is32, u, w)
         if scatter:
-            out[r, i] = value
+            out[r, perm[r, k]] = value
         else:
             out[r, k] = value
-        if want_labels:
-            labels[r, i] = int64(tf[r, LBASE, u // S]) + vlab[r, u] - 1
+
+    @cuda.jit
+    def k_expand_labels(perm, ti, vpos, tf, vlab, labels):
+        """Cluster ids: one thread per element writes ``labels[r, perm[r, k]]`` from its block's count."""
+        k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        if k >= perm.shape[1]:
+            return
+        u, _ = block_of(k, ti[r, VCNT], vpos[r], ti[r, LEFT], ti[r, RIGHT], ti.shape[2])
+        labels[r, perm[r, k]] = int64(tf[r, LBASE, u // S]) + vlab[r, u] - 1
 
     return types.SimpleNamespace(
         TILE=TILE,
@@ -824,6 +854,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         CHUNK=CHUNK,
         NC=NC,
         TPB=TPB,
+        LOCAL=LOCAL,
         k_tile=k_tile,
         k_scan=k_scan,
         k_scan_offsets=k_scan_offsets,
@@ -833,6 +864,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int):
         k_levels=k_levels,
         k_label_flags=k_label_flags,
         k_expand=k_expand,
+        k_expand_labels=k_expand_labels,
     )
 
 

@@ -60,8 +60,10 @@ homogeneous), and the block values are scaled back before the soft threshold.
    ``L[t], R[t] = p, q`` for the tiles whose start lies in ``[p, q)``: O(1) per tile.
 3. **Expansion.** Each element finds the hull edge above it (its own tile's ``L``/``R``,
    the next tile's, or a binary search in its tile's vertices), computes the block mean
-   in float64 from the sums and the closed-form velocity sum, guards against rounding
-   with the previous block's mean, soft-thresholds, casts and scatters through ``perm``.
+   in float64 (a block of at most ``local`` weights, or of equal weights, summed directly
+   from its sorted weights relative to its middle one, as on the CPU; a longer one from
+   the sums and the closed-form velocity sum), guards against rounding with the previous
+   block's mean, soft-thresholds, casts and scatters through ``perm``.
    Cluster ids count, per tile and then across tiles (a scan), the block starts whose
    cast value differs from the previous block's.
 
@@ -84,20 +86,24 @@ import numpy as np
 from ._compensated import dd_add
 from ._scaling import overflow_unit
 
-__all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE", "DEFAULT_CHUNK"]
+__all__ = ["prox_rows", "prox_prototype", "DEFAULT_TILE", "DEFAULT_CHUNK", "DEFAULT_LOCAL"]
 
 #: Default tile size (elements per tile).
 DEFAULT_TILE = 1024
 #: Default chunk size (elements per thread of the tile stage).
 DEFAULT_CHUNK = 8
+#: Default longest block whose mean the expansion sums directly from the sorted weights.
+DEFAULT_LOCAL = 16
 
 
 # --------------------------------------------------------------------------- helpers
 class _Row:
     """The per-row state of the algorithm (one row of the kernels' 2-D arrays)."""
 
-    def __init__(self, xs, lam, tile, *, center=None, scale=None, tile_refs=False, unit=1.0):
+    def __init__(self, xs, lam, tile, *, center=None, scale=None, tile_refs=False, unit=1.0, local=0):
         self.d = d = xs.shape[0]
+        self.xs = xs  # the sorted row, in units of 1 / unit (read by the expansion's local sums)
+        self.local = local  # blocks of at most this many elements are summed directly
         self.lam = float(lam)
         self.unit = unit  # xs, lam and every sum are in units of 1 / unit (a power of two)
         self.T = tile
@@ -405,9 +411,26 @@ def _block_of(row, k):
 
 
 def _mean(row, u, w):
-    a, b = row.vpos[u], row.vpos[w]
+    """Mean of ``z`` over the block ``(u, w)``, in units of ``1 / unit``.
+
+    A block of at most ``row.local`` elements, or of equal weights, is summed directly from
+    the sorted weights relative to its middle element ``x_r``, as the CPU backend does:
+    ``S / n + drift (d - a - b) + x_r`` (a singleton gets ``x + v``, the CPU's bits).
+    Longer blocks take the range sum of the hull's tile sums. Either way the formula
+    depends only on the block, not on the tiling.
+    """
+    a, b = int(row.vpos[u]), int(row.vpos[w])
+    n = b - a
+    xs = row.xs
+    if n <= row.local or xs[a] == xs[b - 1]:
+        ref = float(xs[(a + b) // 2])
+        s = 0.0
+        if xs[a] != xs[b - 1]:
+            for j in range(a, b):
+                s += float(xs[j]) - ref
+        return s / float(n) + (row.lam / row.scale) * float(row.d - a - b) + ref
     # one formula whatever the tiling: exact sums give the same bits for every TILE/CHUNK
-    return row.span(u, w) / float(b - a) + row.lam * float(row.d - a - b) / row.scale + row.center
+    return row.span(u, w) / float(n) + row.lam * float(row.d - a - b) / row.scale + row.center
 
 
 def _soft(m, l1):
@@ -469,7 +492,7 @@ def _expand(row, perm, l1, out, labels, want_labels):
             labels[i] = base_t[u // row.S] + vlab[u] - 1
 
 
-def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_clusters=False):
+def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, local=DEFAULT_LOCAL, return_clusters=False):
     """Prox of every row of the 2-D float32/float64 array ``w`` by the parallel algorithm, serially.
 
     Parameters
@@ -483,6 +506,9 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_
     chunk : int, optional
         Elements per thread of the tile stage, ``>= 1`` (``chunk >= tile``: one
         sequential PAVA per tile).
+    local : int, optional
+        Blocks of at most ``local`` elements (and blocks of equal weights) get their mean
+        from a direct sum of their sorted weights, ``>= 0``.
     return_clusters : bool, optional
         Also return int64 cluster ids (0..K-1 per row, increasing with the value).
 
@@ -500,6 +526,8 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_
         raise ValueError(f"tile must be >= 1, got {tile}")
     if int(chunk) < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if int(local) < 0:
+        raise ValueError(f"local must be >= 0, got {local}")
     n, d = w.shape
     out = np.empty_like(w)
     labels = np.zeros((n, d), np.int64) if return_clusters else None
@@ -509,7 +537,7 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_
         # in units of 1 / unit (a power of two: exact), so that no product overflows
         unit = overflow_unit(max(abs(xs[0]), abs(xs[-1]), float(lam)), d)
         xs *= unit
-        row = _Row(xs, float(lam) * unit, int(tile), tile_refs=True, unit=unit)
+        row = _Row(xs, float(lam) * unit, int(tile), tile_refs=True, unit=unit, local=int(local))
         _tile_pava(row, xs, int(chunk))
         _scan_offsets(row)
         _bridge_levels(row)
@@ -517,12 +545,14 @@ def prox_rows(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_
     return out, labels
 
 
-def prox_prototype(w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, return_clusters=False):
+def prox_prototype(
+    w, lam, l1=0.0, *, tile=DEFAULT_TILE, chunk=DEFAULT_CHUNK, local=DEFAULT_LOCAL, return_clusters=False
+):
     """Prox of a 1-D array (or of every row of a 2-D array) with the prototype; see :func:`prox_rows`."""
     w = np.asarray(w)
     one = w.ndim == 1
     x, labels = prox_rows(
-        w.reshape(1, -1) if one else w, lam, l1, tile=tile, chunk=chunk, return_clusters=return_clusters
+        w.reshape(1, -1) if one else w, lam, l1, tile=tile, chunk=chunk, local=local, return_clusters=return_clusters
     )
     if one:
         x = x[0]
