@@ -80,6 +80,19 @@ def test_masked_array_with_masked_entries_is_value_error():
     np.testing.assert_array_equal(x, [1.5, 1.5, 3.0])
 
 
+def test_masked_out_with_masked_entries_is_value_error():
+    """Results written under ``out``'s mask would stay hidden: refused, and ``out`` untouched."""
+    out = np.ma.array(np.full(3, 7.0), mask=[False, True, False])
+    with pytest.raises(ValueError, match=r"^out is a masked array with 1 masked entries"):
+        wsprox.prox(np.array([0.0, 1.0, 5.0]), 2.0, out=out)
+    np.testing.assert_array_equal(out.data, [7.0, 7.0, 7.0])
+    np.testing.assert_array_equal(out.mask, [False, True, False])
+    out = np.ma.array(np.zeros(3), mask=False)  # nothing masked: written like an ndarray
+    assert wsprox.prox(np.array([0.0, 1.0, 5.0]), 2.0, out=out) is out
+    np.testing.assert_array_equal(out.data, [1.5, 1.5, 3.0])
+    assert not np.ma.is_masked(out)
+
+
 def test_ragged_list_is_type_error():
     with pytest.raises(TypeError, match="w must be array-like"):
         wsprox.prox([[1.0, 2.0], [3.0]], 1.0)

@@ -80,7 +80,7 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
         index), a masked array ``w`` with masked entries, negative or non-finite
         ``lam``/``l1``, an unknown or unavailable backend, a backend that does not
         take arrays of ``w``'s kind, a problem too large for the backend, ``out`` of
-        the wrong shape or read-only.
+        the wrong shape, read-only, or a masked array with masked entries.
         ``numpy.exceptions.AxisError`` (a ValueError) for an out-of-bounds axis.
     RuntimeError
         A backend returned a result of the wrong type, shape or dtype (the message

@@ -134,9 +134,19 @@ def nonfinite_message(name: str, count: int, first: tuple) -> str:
 
 
 def check_out(out, shape: tuple, dtype: np.dtype) -> None:
-    """Check that ``out`` can receive a result of ``shape`` and ``dtype``."""
+    """Check that ``out`` can receive a result of ``shape`` and ``dtype``.
+
+    A masked array with masked entries is refused (ValueError): the results written
+    there would stay hidden under its mask."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if isinstance(out, np.ma.MaskedArray):
+        masked = int(np.count_nonzero(np.ma.getmaskarray(out)))
+        if masked:
+            raise ValueError(
+                f"out is a masked array with {masked} masked entries, which would hide the results "
+                "written there: pass an array without masked entries"
+            )
     if out.shape != shape:
         raise ValueError(f"out has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
