@@ -311,24 +311,24 @@ def test_rho_damping_keeps_clusters_and_zeros():
         wt.WeightSharing(opt, [p], 1.0, rho=1.0)
 
 
+def _groups_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Every entry replaced by the float64 mean of the entries with its group key (a reference)."""
+    out = np.empty(values.shape)
+    for key in np.unique(groups):
+        out[groups == key] = values[groups == key].mean()
+    return out
+
+
 @pytest.mark.parametrize("dim", [None, 0, 1])
 def test_cluster_mean_against_numpy_groups(dim):
     values = randn(6, 9, dtype=torch.float32)
     labels = torch.from_numpy(np.random.default_rng(3).integers(0, 4, size=(6, 9)))
     out = wt.cluster_mean(values, labels, dim=dim)
     assert out.dtype == torch.float32 and out.shape == values.shape
-    v = values.double().numpy()
     lab = labels.numpy()
-    expected = np.empty_like(v)
-    slices = (
-        [(slice(None), slice(None))]
-        if dim is None
-        else [(k, slice(None)) if dim == 1 else (slice(None), k) for k in range(v.shape[1 - dim])]
-    )
-    for sl in slices:
-        vs, ls, es = v[sl], lab[sl], expected[sl]
-        for k in np.unique(ls):
-            es[ls == k] = vs[ls == k].mean()
+    if dim is not None:  # the groups of each slice along dim apart: key = label + 1000 * slice index
+        lab = lab + 1000 * np.indices(lab.shape)[1 - dim]
+    expected = _groups_mean(values.double().numpy(), lab)
     np.testing.assert_allclose(out.numpy(), expected, rtol=2e-7, atol=1e-7)  # float32 rounding of the float64 means
     with pytest.raises(TypeError, match="labels must be an integer tensor"):
         wt.cluster_mean(values, labels.double())
@@ -336,14 +336,6 @@ def test_cluster_mean_against_numpy_groups(dim):
         wt.cluster_mean(values, labels - 1)
     with pytest.raises(ValueError, match="labels has shape"):
         wt.cluster_mean(values, labels[:, :3])
-
-
-def _groups_mean(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Every entry replaced by the float64 mean of the entries with its group key (a reference)."""
-    out = np.empty(values.shape)
-    for key in np.unique(groups):
-        out[groups == key] = values[groups == key].mean()
-    return out
 
 
 @pytest.mark.parametrize("dim", [None, 1])
