@@ -662,6 +662,12 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int, local: int):
 
     k_scan = get_scan_kernel(TPB)
 
+    @cuda.jit(device=True)
+    def scan_row_offsets(tf, r, d, part_hi, part_lo):
+        """Row ``r``'s tile offsets: the compensated scan of its tile totals outward from
+        the median's tile (all threads of the block take part)."""
+        row_outward_scan_dd(tf[r, TOT], (d // 2) // TILE, tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
+
     @cuda.jit
     def k_scan_offsets(d, tf):
         """Compensated scan of the tile totals into the offsets, outward from the median's tile
@@ -669,7 +675,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int, local: int):
         part_hi = cuda.shared.array(1024, float64)
         part_lo = cuda.shared.array(1024, float64)
         r = cuda.blockIdx.y
-        row_outward_scan_dd(tf[r, TOT], (d // 2) // TILE, tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
+        scan_row_offsets(tf, r, d, part_hi, part_lo)
 
     @cuda.jit
     def k_scan_fields(tf, src, dst):
@@ -723,7 +729,7 @@ def get_kernels(tile: int, chunk: int, threads_per_block: int, local: int):
         tid = cuda.threadIdx.x
         nt = ti.shape[2]
         if scan:
-            row_outward_scan_dd(tf[r, TOT], (d // 2) // TILE, tf[r, OFF], tf[r, OFF_LO], part_hi, part_lo)
+            scan_row_offsets(tf, r, d, part_hi, part_lo)
             cuda.syncthreads()
         for level in range(level0, levels):
             pairs = (nt + (2 << level) - 1) // (2 << level)
