@@ -4,6 +4,7 @@ Runs in the tox env ``torch`` (which sets WSPROX_REQUIRE_TORCH=1 so that a missi
 fails instead of skipping). CUDA tensor tests are marked ``gpu``.
 """
 
+import itertools
 import os
 
 import numpy as np
@@ -336,6 +337,15 @@ def test_cluster_mean_against_numpy_groups(dim):
         wt.cluster_mean(values, labels - 1)
     with pytest.raises(ValueError, match="labels has shape"):
         wt.cluster_mean(values, labels[:, :3])
+    with pytest.raises(TypeError, match="values must be a torch.Tensor, got list"):
+        wt.cluster_mean(values.tolist(), labels)
+    with pytest.raises(TypeError, match="values must be a torch.Tensor, got ndarray"):
+        wt.cluster_mean(values.numpy(), labels)
+    with pytest.raises(TypeError, match="values has layout torch.sparse_coo"):
+        wt.cluster_mean(values.to_sparse(), labels)
+    for dtype in (torch.int64, torch.bool, torch.complex64):  # integer means would be truncated
+        with pytest.raises(TypeError, match="values (must be a floating-point tensor|has unsupported dtype)"):
+            wt.cluster_mean(values.to(dtype), labels)
 
 
 @pytest.mark.parametrize("dim", [None, 1])
@@ -743,6 +753,32 @@ def test_torch_func_grad_jvp_and_forward_ad():
         torch.testing.assert_close(fwad.unpack_dual(dual).tangent, x_dot, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(
+    "layout, dim",
+    [("transposed", None), ("channels_last", None), ("transposed", 0), ("channels_last", 1)],
+)
+def test_forward_ad_on_permuted_layouts(layout, dim):
+    """Forward mode on inputs solved in memory order or along a moved axis (outputs sharing the backend's memory)."""
+    import torch.autograd.forward_ad as fwad
+
+    if layout == "transposed":
+        t = randn(7, 5).T
+    else:
+        t = randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    u = torch.randn(t.shape, dtype=t.dtype, generator=torch.Generator().manual_seed(3))
+    jac = torch.autograd.functional.jacobian(lambda a: wt.prox(a, 0.8, l1=0.05, dim=dim), t)
+    jac = jac.reshape(t.numel(), t.numel())
+    with fwad.dual_level():
+        primal, tangent = fwad.unpack_dual(wt.prox(fwad.make_dual(t, u), 0.8, l1=0.05, dim=dim))
+    torch.testing.assert_close(primal, wt.prox(t, 0.8, l1=0.05, dim=dim), rtol=0, atol=0)
+    torch.testing.assert_close(tangent.reshape(-1), jac @ u.reshape(-1), rtol=0, atol=1e-14)
+    assert float(tangent.abs().max()) > 0.01
+    forward = torch.autograd.functional.jacobian(
+        lambda a: wt.prox(a, 0.8, l1=0.05, dim=dim), t, vectorize=True, strategy="forward-mode"
+    )
+    torch.testing.assert_close(forward.reshape(t.numel(), t.numel()), jac, rtol=0, atol=1e-14)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_torch_func_vmap_matches_dim(dtype):
     from torch.func import grad, vmap
@@ -872,9 +908,59 @@ def test_duplicate_parameters_are_refused():
         wt.TiedWeights(opt, [("a", w, labels), ("b", w, labels)])
     with pytest.raises(ValueError, match="same tensor twice, as 'param0' and 'param1'"):
         wt.TiedWeights(opt, [(w, labels), (w, labels)])
+    with pytest.raises(ValueError, match="params is empty"):
+        wt.TiedWeights(opt, [])
+    with pytest.raises(ValueError, match="params has duplicate names"):
+        w2 = model[2].weight
+        wt.TiedWeights(opt, [("a", w, labels), ("a", w2, torch.zeros(w2.shape, dtype=torch.int64))])
     # empty tensors share no elements
     e1, e2 = torch.nn.Parameter(torch.empty(0)), torch.nn.Parameter(torch.empty(0))
     wt.WeightSharing(torch.optim.SGD([e1, e2], lr=0.1), [e1, e2], 1.0).remove()
+
+
+def _elements_of(view: torch.Tensor) -> set[int]:
+    """Storage offsets of the elements of ``view``, by brute force over its multi-indices."""
+    return {
+        view.storage_offset() + sum(i * st for i, st in zip(index, view.stride()))
+        for index in itertools.product(*map(range, view.shape))
+    }
+
+
+def test_overlapping_views_are_refused_and_disjoint_ones_kept():
+    base = torch.arange(60.0).reshape(3, 4, 5)
+    flat = base.reshape(-1)
+    views = {
+        "row": base[0],
+        "column": base[:, 0],
+        "even": base[:, :, ::2],
+        "odd": base[:, :, 1::2],
+        "transposed": base.transpose(0, 2),
+        "corner": base[2, 1:, 3:],
+        "stride3": base[:, 1, ::3],
+        "step4": flat[7:31:4],
+        "step4b": flat[8:31:4],
+    }
+    outcomes = set()
+    for (na, a), (nb, b) in itertools.combinations(views.items(), 2):
+        shared = bool(_elements_of(a) & _elements_of(b))
+        outcomes.add(shared)
+        pa, pb = torch.nn.Parameter(a), torch.nn.Parameter(b)
+        opt = torch.optim.SGD([pa, pb], lr=0.1)
+        if shared:
+            with pytest.raises(ValueError, match=f"params '{na}' and '{nb}' share elements"):
+                wt.WeightSharing(opt, [(na, pa), (nb, pb)], 1.0)
+            with pytest.raises(ValueError, match="share elements"):
+                zeros = [torch.zeros(v.shape, dtype=torch.int64) for v in (a, b)]
+                wt.TiedWeights(opt, [(na, pa, zeros[0]), (nb, pb, zeros[1])])
+        else:
+            wt.WeightSharing(opt, [(na, pa), (nb, pb)], 1.0).remove()
+    assert outcomes == {True, False}
+    # a row of a listed matrix: before, both updates wrote the row, the row's last
+    matrix = torch.tensor([[0.0, 1, 2, 3], [10, 11, 12, 13]])
+    whole, row = torch.nn.Parameter(matrix), torch.nn.Parameter(matrix[0])
+    with pytest.raises(ValueError, match="params 'param0' and 'param1' share elements"):
+        wt.WeightSharing(torch.optim.SGD([whole, row], lr=1.0), [whole, row], 3.0)
+    assert torch.equal(matrix, torch.tensor([[0.0, 1, 2, 3], [10, 11, 12, 13]]))
 
 
 @pytest.mark.parametrize(

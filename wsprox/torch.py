@@ -181,10 +181,24 @@ def _forward(t: torch.Tensor, lam: float, l1: float, dim, backend: str, want_blo
         inverse = [order.index(a) for a in range(len(order))]
         x = x.permute(inverse)
         blocks = None if blocks is None else blocks.permute(inverse)
+    if moved or order is not None:
+        x = _own_tensor(x)
+        blocks = None if blocks is None else _own_tensor(blocks)
     mask = (x != 0) if want_mask else None
     if t.dtype in _HALF:
         x = x.to(t.dtype)
     return x, blocks, mask
+
+
+def _own_tensor(view: torch.Tensor) -> torch.Tensor:
+    """A tensor with ``view``'s storage, offset, shape and strides that is not a view in autograd's sense.
+
+    Forward-mode AD trips an internal assertion of torch (2.13) when a custom Function
+    returns a view of a tensor made inside its ``forward`` (seen for permuted outputs).
+    No copy is made.
+    """
+    own = view.new_empty(0)
+    return own.set_(view.untyped_storage(), view.storage_offset(), view.shape, view.stride())
 
 
 def _labels_from_values(x: torch.Tensor, dim) -> torch.Tensor:
@@ -229,7 +243,8 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     Parameters
     ----------
     values : torch.Tensor
-        Any real tensor.
+        A real floating-point tensor (float16, bfloat16, float32 or float64; the mean of
+        integers is not an integer, so cast them first).
     labels : torch.Tensor
         Integer cluster ids of ``values``' shape (any integer dtype, any non-negative
         values): those of :func:`prox` with ``return_clusters=True`` or of
@@ -247,15 +262,19 @@ def cluster_mean(values: torch.Tensor, labels: torch.Tensor, *, dim=None) -> tor
     Raises
     ------
     TypeError
-        ``labels`` not an integer tensor.
+        ``values`` not a dense floating-point tensor, or ``labels`` not an integer tensor.
     ValueError
-        ``labels`` of another shape than ``values``, or negative.
+        ``values`` on a device other than CPU or CUDA, ``labels`` of another shape than
+        ``values``, or negative.
 
     Notes
     -----
     The ids are renumbered ``0..K-1`` per problem by a sort (:math:`O(n \log n)`), so
     their size does not matter and the sums take buffers of ``values.numel()`` entries.
     """
+    _check_tensor(values, "values")
+    if not values.is_floating_point():
+        raise TypeError(f"values must be a floating-point tensor, got {values.dtype}; cast it, e.g. values.double()")
     dim = _normalize_dim(dim, values.dim())
     ids = _labels_from_values(_checked_labels(labels, values), dim)
     return _block_mean(values, ids, dim)
@@ -591,18 +610,76 @@ def _memory_of(p: torch.Tensor):
     return (p.device, p.data_ptr(), tuple(p.shape), p.stride())
 
 
+def _byte_extent(p: torch.Tensor) -> tuple[int, int]:
+    """Bytes ``[lo, hi)`` of ``p``'s storage that hold its elements, first to last (``p`` not empty)."""
+    size = p.element_size()
+    last = p.storage_offset() + sum((n - 1) * s for n, s in zip(p.shape, p.stride()))
+    return p.storage_offset() * size, (last + 1) * size
+
+
+def _storage_offsets(t: torch.Tensor, chunk: int = 1 << 20):
+    """The storage offsets (in elements) of ``t``'s elements, in chunks of at most ``chunk`` (int64, CPU)."""
+    for first in range(0, t.numel(), chunk):
+        flat = torch.arange(first, min(first + chunk, t.numel()))
+        offsets = torch.full_like(flat, t.storage_offset())
+        for n, stride in zip(reversed(t.shape), reversed(t.stride())):
+            offsets += (flat % n) * stride
+            flat = flat // n
+        yield offsets
+
+
+def _share_elements(p: torch.Tensor, q: torch.Tensor) -> bool:
+    """True if the non-empty tensors ``p`` and ``q`` have an element in common (views of one storage).
+
+    Tensors whose byte extents meet are compared element by element: one mark per element
+    of the storage where both extents meet (``q``'s elements there), then a look-up of
+    ``p``'s, in chunks (once, at construction). With different element sizes, meeting
+    extents count as shared.
+    """
+    if p.device != q.device or p.untyped_storage().data_ptr() != q.untyped_storage().data_ptr():
+        return False
+    (p_lo, p_hi), (q_lo, q_hi) = _byte_extent(p), _byte_extent(q)
+    lo, hi = max(p_lo, q_lo), min(p_hi, q_hi)
+    if hi <= lo:
+        return False
+    size = p.element_size()
+    if q.element_size() != size:
+        return True
+    lo, hi = lo // size, hi // size
+    marked = torch.zeros(hi - lo, dtype=torch.bool)
+    for offsets in _storage_offsets(q):
+        marked[offsets[(offsets >= lo) & (offsets < hi)] - lo] = True
+    for offsets in _storage_offsets(p):
+        if bool(marked[offsets[(offsets >= lo) & (offsets < hi)] - lo].any()):
+            return True
+    return False
+
+
 def _check_distinct(named) -> None:
-    """Raise ValueError if one tensor (the same object, or a view of the same elements) is listed twice."""
+    """Raise ValueError if one tensor is listed twice, or two listed tensors share elements.
+
+    The same object or a view of the same elements is "listed twice"; views that overlap
+    otherwise (a row of a listed matrix, say) would be written by both parameters' updates.
+    """
     seen_ids: dict[int, str] = {}
     seen_memory: dict[tuple, str] = {}
+    kept: list[tuple[str, torch.Tensor]] = []
     for name, p in named:
         memory = _memory_of(p)
         first = seen_ids.get(id(p), seen_memory.get(memory) if memory is not None else None)
         if first is not None:
             raise ValueError(f"params lists the same tensor twice, as {first!r} and {name!r}; list it once")
         seen_ids[id(p)] = name
-        if memory is not None:
-            seen_memory[memory] = name
+        if memory is None:
+            continue
+        for other, q in kept:
+            if _share_elements(p, q):
+                raise ValueError(
+                    f"params {other!r} and {name!r} share elements (overlapping views of one storage);"
+                    " each element may belong to one listed tensor only"
+                )
+        seen_memory[memory] = name
+        kept.append((name, p))
 
 
 def _group_of(optimizer, p) -> dict:
@@ -667,8 +744,9 @@ class WeightSharing:
     params : iterable of torch.Tensor or of (str, torch.Tensor)
         The regularized parameters (e.g. ``model.named_parameters()`` filtered), all
         optimized by ``optimizer``, each listed once: a tensor listed twice (under two
-        names, or as two tensors with the same elements such as ``p`` and ``p.data``)
-        raises ValueError.
+        names, or as two tensors with the same elements such as ``p`` and ``p.data``),
+        or two tensors that share some elements (a matrix and one of its rows), raises
+        ValueError.
     lam : float
         Strength of :math:`R`.
     l1 : float, optional
@@ -688,7 +766,8 @@ class WeightSharing:
     Raises
     ------
     TypeError, ValueError, IndexError
-        Bad settings, a parameter the optimizer does not hold or listed twice, a param
+        Bad settings, a parameter the optimizer does not hold, listed twice or sharing
+        elements with another, a param
         group without a real ``lr >= 0``, an unknown or unavailable backend, or one that
         does not take a parameter's device.
 
@@ -848,7 +927,8 @@ class TiedWeights:
         The optimizer of the retraining.
     params : iterable of (torch.Tensor, labels) or of (name, torch.Tensor, labels)
         Parameters and their cluster ids (e.g. from :meth:`WeightSharing.clusters`),
-        each parameter listed once (a tensor listed twice raises ValueError).
+        each parameter listed once (a tensor listed twice, or two tensors that share
+        elements, raise ValueError).
     dim : int or None, optional
         The problem layout of the labels: None (default) when equal ids anywhere in the
         tensor form one group (as :meth:`WeightSharing.clusters` returns them, with or
@@ -863,8 +943,9 @@ class TiedWeights:
         tensor (bool, floating and complex labels are refused); the message names the
         parameter.
     ValueError
-        Labels of another shape than their parameter, or negative; a parameter the
-        optimizer does not hold or listed twice. At a step: a parameter whose shape has
+        Labels of another shape than their parameter, or negative; ``params`` empty or
+        with duplicate names; a parameter the optimizer does not hold, listed twice or
+        sharing elements with another. At a step: a parameter whose shape has
         changed since construction (the message names it; no parameter is projected).
     IndexError
         ``dim`` out of range for a parameter.
@@ -897,6 +978,11 @@ class TiedWeights:
                 raise type(error)(f"parameter {name!r}: {error}") from error
             p_dim = _normalize_dim(dim, p.dim())
             self.params.append((name, p, _labels_from_values(ids, p_dim)))
+        if not self.params:
+            raise ValueError("params is empty")
+        names = [name for name, _, _ in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError("params has duplicate names")
         _check_distinct([(name, p) for name, p, _ in self.params])
         self.apply()
         self._handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply())
