@@ -474,6 +474,36 @@ def test_timeout_kills_and_reports(plugin, tmp_path):
     assert {d: r["status"] for d, r in mine.items()} == {100: "ok", 1000: "timeout", 2000: "skipped"}
     assert {d: r["note"] for d, r in mine.items()} == {100: None, 1000: None, 2000: "not run: timed out at d=1000"}
     assert mine[2000]["runs"] == 0 and mine[2000]["median_s"] is None
+    assert mine[1000]["limit_s"] == 1.0 and mine[100]["limit_s"] is None
+
+
+def test_plot_legend_names_every_runner_and_timeouts_do_not_hide_each_other(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    figures = []
+    monkeypatch.setattr(_compare, "save_figure_atomically", lambda fig, path, **kw: figures.append(fig))
+    a = _compare.Runner("a", "a", "backend", "cpu")
+    b = _compare.Runner("b", "b (only timeouts)", "backend", "cpu")
+    c = _compare.Runner("c", "c (warm-up timeout)", "backend", "cpu")
+    results = [
+        _compare.Result(a, "gauss", 100, "float64", times=[1e-3]),
+        _compare.Result(a, "gauss", 1000, "float64", status="timeout", limit_s=0.5),
+        _compare.Result(b, "gauss", 1000, "float64", status="timeout", limit_s=0.5),
+        _compare.Result(c, "gauss", 1000, "float64", status="timeout", limit_s=2.5),
+    ]
+    _compare.plot(results, str(tmp_path / "p.png"), "title", 0.5)
+    (fig,) = figures
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "a",
+        "b (only timeouts)",
+        "c (warm-up timeout)",
+        "timed out (drawn at the limit)",
+    ]
+    triangles = [tuple(line.get_xydata()[0]) for line in fig.axes[0].get_lines() if line.get_marker() == "^"]
+    assert len(set(triangles)) == 3  # three runners timed out at d = 1000: three distinct points
+    assert sorted(y for _, y in triangles) == [0.5, 0.5, 2.5]  # each at the limit it passed
+    cells = {r.runner.name: _compare.table_cells(r, 0.5)[4] for r in results if r.status == "timeout"}
+    assert cells == {"a": "> 500 ms", "b": "> 500 ms", "c": "> 2.5 s"}
 
 
 def test_first_call_at_a_size_is_not_timed(plugin, tmp_path, monkeypatch):
@@ -499,6 +529,15 @@ def test_first_call_at_a_size_is_not_timed(plugin, tmp_path, monkeypatch):
     cold = {r["d"]: r for r in record["results"] if r["backend"] == "cold_toy"}
     assert cold[100]["status"] == "timeout" and cold[200]["status"] == "skipped"
     assert cold[100]["note"] == "the untimed warm-up call on this input took more than 0.4 s"
+    assert cold[100]["limit_s"] == 0.4
+    # a warm-up timeout is shown against the limit it passed, --timeout + --warmup-allowance
+    argv = [a if a != "0.4" else "0.2" for a in argv]
+    status, out = _run([*argv, "--warmup-allowance", "0.2"])
+    _, rows = _table(out)
+    assert [r["median"] for r in rows if r["backend"] == "cold_toy"] == ["> 400 ms", "-"]
+    assert "timeouts (> 0.2 s, not failures): cold_toy gauss d=100 (warm-up call > 0.4 s)\n" in out
+    cold = {r["d"]: r for r in _strict_json(json_path)["results"] if r["backend"] == "cold_toy"}
+    assert cold[100]["limit_s"] == 0.4 and cold[100]["status"] == "timeout"
     assert status == 1 and "FAILED: no result was checked" in out  # nothing but timeouts
 
 
@@ -809,6 +848,23 @@ def test_externals_present_when_installed():
             assert _baselines.BASELINES[name].label.endswith("(external)")
     if importlib.util.find_spec("torchsort") is None:
         assert "torchsort (external)" in unavailable
+
+
+def test_registered_backend_hides_a_baseline_of_the_same_name():
+    def solve(w, lam, l1, return_clusters):
+        return wsprox.prox(w, lam, l1=l1, axis=1, backend="numba"), None
+
+    wsprox.register_backend("scipy", solve, description="a user's solver named like the baseline")
+    try:
+        for names in (None, ["scipy"]):
+            runners, unavailable = _compare.select_runners(names)
+            scipy_runners = [r for r in runners if r.name == "scipy"]
+            assert [(r.kind, r.label) for r in scipy_runners] == [("backend", "scipy")]
+            assert unavailable["scipy (external)"] == "hidden by the registered backend 'scipy' of the same name"
+    finally:
+        wsprox.unregister_backend("scipy")
+    runners, unavailable = _compare.select_runners(None)
+    assert "scipy (external)" not in unavailable or "hidden" not in unavailable["scipy (external)"]
 
 
 @pytest.mark.parametrize("name", ["scipy", "sklearn"])

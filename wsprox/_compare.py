@@ -138,9 +138,10 @@ class Interrupted(KeyboardInterrupt):
 class Result:
     """The outcome of one runner on one case.
 
-    ``status`` is ``"ok"``, ``"timeout"`` (a call took longer than the timeout), ``"error"``
-    or ``"skipped"`` (not run: the runner timed out on a smaller size of the family, ``note``
-    says which).
+    ``status`` is ``"ok"``, ``"timeout"`` (a call took longer than the timeout; ``limit_s``
+    is the limit it passed: ``timeout`` for a timed call, ``timeout + warmup_allowance``
+    for the untimed warm-up call), ``"error"`` or ``"skipped"`` (not run: the runner timed
+    out on a smaller size of the family, ``note`` says which).
     """
 
     runner: Runner
@@ -151,6 +152,7 @@ class Result:
     status: str = "ok"
     times: list[float] = field(default_factory=list)
     warmup_s: float | None = None
+    limit_s: float | None = None
     certificate: str | None = None
     violation: float | None = None
     clusters: int | None = None
@@ -195,6 +197,7 @@ class Result:
             "runs": len(self.times),
             "times_s": list(self.times),
             "warmup_s": self.warmup_s,
+            "limit_s": self.limit_s,
             "median_s": self.median,
             "floor_s": self.floor_s,
             "ratio_to_sort": self.ratio,
@@ -235,7 +238,9 @@ def select_runners(names: list[str] | None) -> tuple[list[Runner], dict[str, str
         The floors of the devices used first, then the solvers in the order asked.
     unavailable : dict of str to str
         ``{name: reason}`` of the registered backends and baselines left out because
-        they cannot run here (only those not asked for explicitly, which raise instead).
+        they cannot run here (only those not asked for explicitly, which raise instead),
+        and of the baselines hidden by a registered backend of the same name (a name
+        means the registered backend, which comes first).
 
     Raises
     ------
@@ -253,6 +258,9 @@ def select_runners(names: list[str] | None) -> tuple[list[Runner], dict[str, str
             ok, reason = b.availability()
             if not ok:
                 unavailable[f"{n} (external)"] = str(reason)
+    for n in BASELINES:
+        if n in infos:
+            unavailable[f"{n} (external)"] = f"hidden by the registered backend {n!r} of the same name"
     runners: list[Runner] = []
     for name in dict.fromkeys(names):
         if name in infos:
@@ -517,7 +525,7 @@ class _Worker:
             if kind == "timeout":
                 self.kill()
                 note = f"the untimed warm-up call on this input took more than {limit:g} s"
-                return {"status": "timeout", "times": [], "error": None, "note": note}
+                return {"status": "timeout", "times": [], "error": None, "note": note, "limit_s": limit}
             if kind != "warm":
                 return self._failed(kind, payload, "the untimed warm-up call on this input")
             warmup_s = payload
@@ -531,7 +539,7 @@ class _Worker:
                 break
             if kind in ("timeout", "time"):
                 self.kill()
-                return {"status": "timeout", "times": times, "error": None, "warmup_s": warmup_s}
+                return {"status": "timeout", "times": times, "error": None, "warmup_s": warmup_s, "limit_s": timeout}
             return self._failed(kind, payload, "a timed call")
         kind, payload = self._receive(PHASE_TIMEOUT)
         if kind != "done":
@@ -613,6 +621,7 @@ def run(settings: Settings, progress=None) -> list[Result]:
                         result.status = outcome["status"]
                         result.times = outcome["times"]
                         result.warmup_s = outcome.get("warmup_s")
+                        result.limit_s = outcome.get("limit_s")
                         result.error = outcome.get("error")
                         result.note = outcome.get("note") or ""
                         result.details = outcome.get("details") or {}
@@ -692,7 +701,7 @@ TABLE_HEADER = ("backend", "family", "d", "runs", "median", "x sort", "max |x - 
 def table_cells(r: Result, timeout: float) -> tuple[str, ...]:
     """The table row of a result (see :data:`TABLE_HEADER`)."""
     if r.status == "timeout":
-        median = f"> {format_time(timeout)}"
+        median = f"> {format_time(timeout if r.limit_s is None else r.limit_s)}"
     elif r.status in ("error", "skipped"):
         median = "-"
     else:
@@ -760,13 +769,17 @@ def plot_format(path: str) -> str:
 
 
 def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
-    """Time against d (log-log), one panel per family, one line per runner; timeouts as triangles at ``timeout``.
+    """Time against d (log-log), one panel per family, one line per runner; timeouts as triangles at their limit.
 
-    The format is chosen by the extension of ``path`` (see :func:`plot_format`).
+    The format is chosen by the extension of ``path`` (see :func:`plot_format`). Every
+    runner has a legend entry (also one that only timed out); the triangles of different
+    runners at one size are shifted apart along d (by 4 % per runner) so that none hides
+    another.
     """
     plot_format(path)  # a bad extension fails before any drawing
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     families = list(dict.fromkeys(r.family for r in results))
     runners = list(dict.fromkeys(r.runner for r in results))
@@ -784,8 +797,9 @@ def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
             ok = [(r.d, r.median) for r in mine if r.median is not None]
             style = "--" if runner.kind == "floor" else "-"
             if ok:
-                ax.plot(*zip(*ok), style, marker="o", ms=3, color=colors[runner], label=runner.label)
-            slow = [(r.d, timeout) for r in mine if r.status == "timeout"]
+                ax.plot(*zip(*ok), style, marker="o", ms=3, color=colors[runner])
+            shift = 1.04 ** runners.index(runner)
+            slow = [(r.d * shift, timeout if r.limit_s is None else r.limit_s) for r in mine if r.status == "timeout"]
             if slow:
                 ax.plot(*zip(*slow), "^", color=colors[runner])
         ax.set_xscale("log")
@@ -796,12 +810,14 @@ def plot(results: list[Result], path: str, title: str, timeout: float) -> None:
         ax.grid(True, which="major", alpha=0.3)
     for ax in list(axes.flat)[len(families) :]:
         ax.set_visible(False)
-    handles, labels = [], []
-    for ax in axes.flat:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(h)
-                labels.append(label)
+    handles = [
+        Line2D([], [], linestyle="--" if runner.kind == "floor" else "-", marker="o", ms=3, color=colors[runner])
+        for runner in runners
+    ]
+    labels = [runner.label for runner in runners]
+    if any(r.status == "timeout" for r in results):
+        handles.append(Line2D([], [], linestyle="", marker="^", color="0.3"))
+        labels.append("timed out (drawn at the limit)")
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels) or 1), fontsize="small")
     fig.suptitle(title, fontsize="medium")
     save_figure_atomically(fig, path, dpi=110)

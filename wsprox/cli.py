@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_names,
         metavar="NAME[,NAME...]",
         help="registered backends and external baselines (scipy, sklearn, torchsort) to run "
-        "(default: every available one)",
+        "(default: every available one; a registered backend hides a baseline of the same name)",
     )
     compare.add_argument(
         "--dtype", choices=("float64", "float32"), default="float64", help="dtype of the inputs (default: float64)"
@@ -397,6 +397,11 @@ def _write_json(path: str, record: dict) -> str | None:
     return None
 
 
+def _warmup_limit(r, timeout: float) -> str:
+    """`` (warm-up > L s)`` for a timeout of the untimed call, whose limit includes the allowance."""
+    return "" if r.limit_s is None or r.limit_s == timeout else f" (warm-up call > {r.limit_s:g} s)"
+
+
 def _report(results: list, settings, wall: float, interrupted: bool, unavailable: dict) -> int:
     """Print the table and the summary lines; return the exit status of the results."""
     if results:
@@ -412,7 +417,7 @@ def _report(results: list, settings, wall: float, interrupted: bool, unavailable
     if timeouts:
         print(
             f"timeouts (> {settings.timeout:g} s, not failures): "
-            + ", ".join(f"{r.runner.label} {r.family} d={r.d}" for r in timeouts)
+            + ", ".join(f"{r.runner.label} {r.family} d={r.d}{_warmup_limit(r, settings.timeout)}" for r in timeouts)
         )
     not_run = [r for r in results if r.status == "skipped"]
     if not_run:
