@@ -398,7 +398,7 @@ def _write_json(path: str, record: dict) -> str | None:
 
 
 def _warmup_limit(r, timeout: float) -> str:
-    """`` (warm-up > L s)`` for a timeout of the untimed call, whose limit includes the allowance."""
+    """`` (warm-up call > L s)`` for a timeout of the untimed call, whose limit includes the allowance."""
     return "" if r.limit_s is None or r.limit_s == timeout else f" (warm-up call > {r.limit_s:g} s)"
 
 
