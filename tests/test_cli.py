@@ -251,7 +251,7 @@ def test_small_run_json(small_run):
     keys = {
         "backend", "label", "kind", "device", "family", "d", "dtype", "seed", "status", "runs", "times_s",
         "warmup_s", "median_s", "floor_s", "ratio_to_sort", "max_abs_diff", "reference", "certificate",
-        "certificate_violation", "clusters", "reference_clusters", "error", "note", "details",
+        "certificate_violation", "clusters", "reference_clusters", "error", "note", "details", "limit_s",
     }  # fmt: skip
     kinds = {r["name"]: r["kind"] for r in record["runners"]}
     assert kinds["sort-cpu"] == "floor" and kinds["numba"] == "backend"
