@@ -257,7 +257,7 @@ def test_rejects_shift_wrong_lam_and_mean(dtype):
 
 def test_rejects_small_values_wrecked_beside_huge_ones():
     """The partial-sum conditions are checked to a tolerance set by the whole row (1e17 here), so they
-    cannot see the two small values pooled to 0; condition 5 (no weight moves by more than lam) can."""
+    cannot see the two small values pooled to 0; condition 6 (no weight moves by more than lam) can."""
     w = np.array([-5.0, 7.0, 1e17, 1e17, 1e17])
     wrong = np.array([0.0, 0.0, 1e17, 1e17, 1e17])
     cert = certify(w, wrong, 1e-3)
@@ -267,7 +267,7 @@ def test_rejects_small_values_wrecked_beside_huge_ones():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_displacement_condition_is_tight(dtype):
-    """End elements of a row with no pooling move by exactly lam: condition 5's bound is met with
+    """End elements of a row with no pooling move by exactly lam: condition 6's bound is met with
     equality and accepted; moving them a little further is rejected."""
     lam = 0.25
     w = np.array([0.0, 10.0, 20.0], dtype)
@@ -315,6 +315,28 @@ def test_tolerance_is_relative():
     tiny = x.copy()
     tiny[np.argmax(w)] += 1e-14
     assert certify(w, tiny, lam).ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cluster_errors_are_seen_on_long_rows(dtype):
+    """The row's tolerance grows with d (about 8e-5 here); each cluster's mean is checked to its own.
+
+    Moving the two extreme outputs by 1e-5 in opposite directions keeps the total and every
+    partial sum within the row's tolerance (this passed before condition 5), but each is a
+    cluster whose value is off by 1e-5, 2000 times ``rtol`` relative to its distance from the
+    median.
+    """
+    w = np.random.default_rng(5).standard_normal(10**5).astype(dtype)
+    lam = 0.1
+    x = wsprox.prox(w, lam)
+    assert certify(w, x, lam).ok
+    lo, hi = np.argmin(w), np.argmax(w)
+    bad = x.astype(np.float64)
+    bad[lo] -= 1e-5
+    bad[hi] += 1e-5
+    cert = certify(w, bad, lam)
+    assert not cert.ok and cert.max_violation > 100
+    assert certify(w, bad, lam, rtol=1e-4).ok  # the same error at a tolerance that allows it
 
 
 @pytest.mark.parametrize("d", [3, 1000])

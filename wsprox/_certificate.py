@@ -45,9 +45,10 @@ class Certificate:
 def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     r"""Check that ``x`` is the prox of ``w`` (with ``l1 = 0``) without solving anything.
 
-    Verifies the optimality conditions of the isotonic-regression form of the prox, and
-    that no weight moved by more than ``lam``, in :math:`O(d \log d)` (one sort) and
-    :math:`O(d)` memory per problem, in float64.
+    Verifies the optimality conditions of the isotonic-regression form of the prox (on
+    the whole row and cluster by cluster), and that no weight moved by more than
+    ``lam``, in :math:`O(d \log d)` (one sort) and :math:`O(d)` memory per problem, in
+    float64.
 
     Parameters
     ----------
@@ -137,18 +138,36 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     of about :math:`8 d \max(|w|, |x|, \lambda) > 10^{300}`) is checked in units of a power
     of two, an exact scaling, instead of overflowing.
 
-    The partial sums are checked against a tolerance set by the whole row, so they cannot
-    see errors in values far smaller than the row's spread (say, two weights near 0 in a
-    row whose median is :math:`10^{17}`). A fifth condition, necessary for the prox by
-    Moreau's identity (:math:`w - x` lies in :math:`\lambda` times the permutahedron, so
-    no weight moves by more than :math:`\lambda`), is checked with a tolerance local to
-    each cluster :math:`B` of ``x`` (a run of equal values):
+    The partial sums are checked against a tolerance set by the whole row: on a long row
+    it is far looser than the accuracy asked of each value (at :math:`d = 10^6` Gaussian
+    weights, :math:`\tau \approx 10^{-3}` at the default ``rtol``). Conditions 3 and 4
+    together say that every cluster :math:`B` of ``x`` (a run of equal values) is the mean
+    of its :math:`z_k`; this is checked again cluster by cluster, with the terms of
+    :math:`\tau` restricted to the cluster:
 
-    5. :math:`|x_k - w_{(k)}| \le \lambda + \mathrm{rtol}\,(\lambda + s_B) + 2
+    5. :math:`\left|\sum_{k \in B} (z_k - x_k)\right| \le \mathrm{rtol}\, W_B
+       + \min(\mathrm{rtol}, 8 d \varepsilon_{64})\, V_B + 2 \varepsilon_x X_B
+       + 2 \varepsilon_{64} (W_B + V_B) + 4 (\lceil \log_2 d \rceil + 1)\,
+       \varepsilon_{64} \sum_k (|w_{(k)} - c| + |v_k|) + 2 d (t_x + d\, t_{64})`,
+
+    with :math:`W_B`, :math:`V_B`, :math:`X_B` the sums of :math:`|w_{(k)} - c|`,
+    :math:`|v_k|` and :math:`|x_k|` over :math:`B`. The fifth term is the rounding of a
+    cluster sum taken as a difference of prefix sums over the row (a tree of depth
+    :math:`\log_2 d`): set by the whole row, but not scaled by ``rtol``. So a cluster
+    value wrong by about ``rtol`` times its distance from the median is rejected at
+    every :math:`d`.
+
+    Values far smaller than the row's spread (say, two weights near 0 in a row whose
+    median is :math:`10^{17}`) are still checked only at the row's float64 rounding. A
+    sixth condition, necessary for the prox by Moreau's identity (:math:`w - x` lies in
+    :math:`\lambda` times the permutahedron, so no weight moves by more than
+    :math:`\lambda`), is checked with a tolerance local to each cluster:
+
+    6. :math:`|x_k - w_{(k)}| \le \lambda + \mathrm{rtol}\,(\lambda + s_B) + 2
        \varepsilon_x |x_k| + 2 \varepsilon_{64} (|w_{(k)}| + \lambda + 2 |B|\, s_B) + 2 (t_x + d\, t_{64})`,
 
-    with :math:`s_B` the range of the weights in :math:`k`'s cluster. A violation of
-    condition 5 is reported, like the others, in units of its tolerance.
+    with :math:`s_B` the range of the weights in :math:`k`'s cluster. Violations of
+    conditions 5 and 6 are reported, like the others, in units of their tolerances.
 
     Because condition 3 applies at every strict increase, the clusters of ``x`` must be
     exactly tied (as every wsprox backend returns them): a solution whose tied values
@@ -243,7 +262,43 @@ def _violations(
     result = worst.max(axis=1)
     if d > 1:
         result = np.maximum(result, np.maximum(complementary.max(axis=1), decrease.max(axis=1)))
+    # a solver's sums over a block may come from differences of prefix sums over the row
+    # (a tree of depth log2 d): their rounding is set by the whole row, but not by rtol
+    row_rounding = 4.0 * (np.ceil(np.log2(d)) + 1.0) * _EPS64 * (weight_spread + velocity_sum)
+    row_rounding += 2.0 * d * (tiny_x + d * _TINY64)
+    blocks = _block_violations(ws - center, xc, velocity, xs, row_rounding, rtol, eps_x)
+    result = np.maximum(result, blocks)
     return np.maximum(result, _displacement_violations(ws, xs, lam_rows, rtol, eps_x, tiny_x).max(axis=1))
+
+
+def _block_violations(
+    wc: np.ndarray, xc: np.ndarray, velocity: np.ndarray, xs: np.ndarray, row_rounding, rtol: float, eps_x: float
+) -> np.ndarray:
+    """Condition 5, ``sum_B (z - x) = 0`` on every cluster ``B`` of ``x``, in units of a tolerance local to ``B``.
+
+    All arrays are ``(n, d)`` and sorted by ``w`` (rows are problems): ``wc`` and ``xc``
+    centred on the row's median, ``velocity`` the :math:`v_k`, ``xs`` the uncentred ``x``
+    (for its rounding); ``row_rounding`` is ``(n,)``. Returns the largest violation of
+    each row.
+    """
+    n, d = xs.shape
+    starts = np.ones((n, d), dtype=bool)
+    starts[:, 1:] = xs[:, 1:] != xs[:, :-1]
+    first = np.flatnonzero(starts)  # every row starts a cluster, so no cluster crosses rows
+    rows = first // d
+
+    def block_sums(values):
+        return np.add.reduceat(values.reshape(-1), first)
+
+    imbalance = np.abs(block_sums((wc + velocity) - xc))
+    weights, velocities = block_sums(np.abs(wc)), block_sums(np.abs(velocity))
+    tol = rtol * weights + min(rtol, 8.0 * d * _EPS64) * velocities
+    tol += 2.0 * eps_x * block_sums(np.abs(xs)) + 2.0 * _EPS64 * (weights + velocities) + row_rounding[rows]
+    with np.errstate(over="ignore"):
+        violation = imbalance / tol
+    result = np.zeros(n)
+    np.maximum.at(result, rows, violation)
+    return result
 
 
 def _overflow_units(ws: np.ndarray, xs: np.ndarray, lam: float) -> np.ndarray:
@@ -265,7 +320,7 @@ def _overflow_units(ws: np.ndarray, xs: np.ndarray, lam: float) -> np.ndarray:
 def _displacement_violations(
     ws: np.ndarray, xs: np.ndarray, lam, rtol: float, eps_x: float, tiny_x: float
 ) -> np.ndarray:
-    """Condition 5, ``|x_k - w_k| <= lam``, in units of a tolerance local to each cluster of ``x``.
+    """Condition 6, ``|x_k - w_k| <= lam``, in units of a tolerance local to each cluster of ``x``.
 
     ``ws`` and ``xs`` are sorted by ``w`` (rows are problems); ``lam`` a float or an
     ``(n, 1)`` array (per row). A cluster is a run of equal ``xs``; its spread is the
