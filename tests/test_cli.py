@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import zlib
 
 import numpy as np
@@ -368,6 +369,7 @@ _PLUGIN = '''
 """Toy backends for tests/test_cli.py, registered when imported (``wsprox compare --import``)."""
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -419,6 +421,11 @@ def _hang(w, lam, l1, return_clusters):  # at d >= 1000: says so in a file, then
     return _numba(w, lam)
 
 
+def _warn(w, lam, l1, return_clusters):
+    warnings.warn("toy warning", RuntimeWarning)
+    return _numba(w, lam)
+
+
 def _sabotage(w, lam, l1, return_clusters):  # makes a directory where the JSON is to be written
     path = os.environ.get("WSPROX_TEST_SABOTAGE")
     if path and w.shape[1] >= 100 and not os.path.exists(path):
@@ -434,10 +441,11 @@ for name, solve, text in [
     ("nan_toy", _nan, "numba with a NaN"),
     ("hang_toy", _hang, "hangs at d >= 1000"),
     ("sabotage_toy", _sabotage, "numba, and blocks the JSON path"),
+    ("warn_toy", _warn, "numba, with a warning"),
 ]:
     wsprox.register_backend(name, solve, description=text, replace=True)
 '''
-_TOYS = ("slow_toy", "cold_toy", "wrong_toy", "broken_toy", "nan_toy", "hang_toy", "sabotage_toy")
+_TOYS = ("slow_toy", "cold_toy", "wrong_toy", "broken_toy", "nan_toy", "hang_toy", "sabotage_toy", "warn_toy")
 _PLUGIN_NAME = "wsprox_cli_test_plugin"
 
 
@@ -573,6 +581,42 @@ def test_non_finite_result_gives_valid_json(plugin, tmp_path):
         assert f"wrote {svg_path}" in out
         text = svg_path.read_text()
         assert text.startswith("<?xml") and "<svg" in text
+
+
+def test_worker_warnings_go_to_the_note(plugin, tmp_path):
+    json_path = tmp_path / "w.json"
+    argv = ["compare", "--import", plugin, "--backends", "warn_toy,numba", "--sizes", "50", "--families", "gauss"]
+    status, out = _run(argv + ["--repeat", "2", "--json", str(json_path)])
+    assert status == 0, out
+    notes = {r["backend"]: r["note"] for r in _strict_json(json_path)["results"]}
+    assert notes["warn_toy"] == "RuntimeWarning: toy warning"  # once, though raised at every call
+    assert notes["numba"] is None
+
+
+def test_reference_is_the_first_certified_candidate():
+    """cvxpy's result is the reference only where it passes the certificate; else numba's is."""
+    w = np.array([0.0, 3.0, 1e12])
+    exact = wsprox.prox(w, 1.0, backend="numba")
+    settings = types.SimpleNamespace(dtype="float64")
+
+    def case(cvxpy_certificate, numba_certificate="ok"):
+        results = []
+        for name, x, certificate in [
+            ("cvxpy", np.array([2.0, 2.0, 1e12]), cvxpy_certificate),
+            ("numba", exact, numba_certificate),
+        ]:
+            r = _compare.Result(_compare.Runner(name, name, "backend", "cpu"), "gauss", 3, "float64", 0)
+            r.x, r.certificate = x, certificate
+            results.append(r)
+        return results
+
+    name, ref = _compare._reference(case("FAIL"), settings, "gauss", 3, 0, {})
+    assert name == "numba" and np.array_equal(ref, exact)
+    name, ref = _compare._reference(case("ok"), settings, "gauss", 3, 0, {})
+    assert name == "cvxpy" and ref.tolist() == [2.0, 2.0, 1e12]
+    # no candidate certified: the first one, as before
+    name, _ = _compare._reference(case("FAIL", "FAIL"), settings, "gauss", 3, 0, {})
+    assert name == "cvxpy"
 
 
 def test_family_input_independent_of_order(tmp_path):

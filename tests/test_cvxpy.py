@@ -1,6 +1,7 @@
 """The cvxpy ground-truth backend against exact rational answers, and the numba backend against it."""
 
 import functools
+import warnings
 
 import cvxpy  # noqa: F401  (in the test extra: a missing cvxpy must fail, not skip the suite)
 import numpy as np
@@ -32,13 +33,19 @@ def _assert_close_to_exact(x, exact, w, lam, l1, rtol=1e-6):
 
 @functools.cache
 def _cvxpy_family(name, d, with_l1):
-    """cvxpy answer (x, labels) of a family instance, computed once per session."""
+    """cvxpy answer (x, labels, warned) of a family instance, computed once per session.
+
+    ``warned``: whether the backend warned that the row fails the certificate.
+    """
     w, lam = family(name, d, rng=d)
     l1 = _l1_for(w, lam) if with_l1 else 0.0
-    x, labels = wsprox.prox(w, lam, l1=l1, backend="cvxpy", return_clusters=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, labels = wsprox.prox(w, lam, l1=l1, backend="cvxpy", return_clusters=True)
+    warned = any("fails wsprox.certify" in str(item.message) for item in caught)
     x.setflags(write=False)
     labels.setflags(write=False)
-    return w, lam, l1, x, labels
+    return w, lam, l1, x, labels, warned
 
 
 # ---------------------------------------------------------------------------------------
@@ -64,9 +71,12 @@ def test_random_against_exact(d, with_l1, dtype):
 @pytest.mark.parametrize("d", [5, 50, 200])
 @pytest.mark.parametrize("with_l1", [False, True])
 def test_families_against_exact(name, d, with_l1):
-    w, lam, l1, x, labels = _cvxpy_family(name, d, with_l1)
+    w, lam, l1, x, labels, warned = _cvxpy_family(name, d, with_l1)
     exact, exact_labels = prox_exact(w, lam, l1)
     _assert_close_to_exact(x, exact, w, lam, l1)
+    # a warning exactly where the result fails the certificate (l1 = 0; huge_tiny at d >= 50:
+    # true clusters closer than the solver's accuracy), none with l1 > 0 (not checked)
+    assert warned == (not with_l1 and not wsprox.certify(w, x, lam).ok)
     if name not in UNRESOLVABLE:
         assert labels.tolist() == exact_labels
     # the polish makes clusters bit-identical: as many distinct values as labels
@@ -119,6 +129,32 @@ def test_hard_rows_are_certified(w, lam):
     exact, exact_labels = prox_exact(w.astype(np.float64), lam)
     _assert_close_to_exact(x, exact, w.astype(np.float64), lam, 0.0)
     assert labels.tolist() == exact_labels
+
+
+@pytest.mark.parametrize(
+    ("w", "lam"),
+    [
+        ([0.0, 3.0, 1e12], 1.0),  # exact [1, 3, 1e12 - 1]: a gap of 2e-12 s, below the solver's accuracy
+        ([0.0, 3.0, 1e12, -1e12], 1.0),
+    ],
+)
+def test_uncertified_rows_warn(w, lam):
+    """Where even the finest cluster tolerance cannot recover the clusters, the result says so."""
+    w = np.asarray(w)
+    with pytest.warns(RuntimeWarning, match="fails wsprox.certify") as caught:
+        x = wsprox.prox(w, lam, backend="cvxpy")
+    assert len(caught) == 1
+    assert not wsprox.certify(w, x, lam).ok  # the warning is not a false alarm
+    exact, _ = prox_exact(w.astype(np.float64), lam)
+    assert wsprox.certify(w, np.asarray(exact, dtype=np.float64), lam).ok
+
+
+def test_certified_rows_do_not_warn():
+    w = np.random.default_rng(3).standard_normal((4, 60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = wsprox.prox(w, 0.5, axis=1, backend="cvxpy")
+    assert wsprox.certify(w, x, 0.5, axis=1).ok
 
 
 def test_subnormal_rows_with_floating_point_traps():
@@ -266,7 +302,7 @@ def test_polish_merges_and_snaps():
 @pytest.mark.parametrize("d", [5, 50, 200])
 @pytest.mark.parametrize("with_l1", [False, True])
 def test_numba_agrees_with_cvxpy_on_families(name, d, with_l1):
-    w, lam, l1, x_cvx, labels_cvx = _cvxpy_family(name, d, with_l1)
+    w, lam, l1, x_cvx, labels_cvx, _ = _cvxpy_family(name, d, with_l1)
     x, labels = wsprox.prox(w, lam, l1=l1, backend="numba", return_clusters=True)
     assert x.dtype == x_cvx.dtype == w.dtype
     scale = row_scale(w, lam, l1)

@@ -22,9 +22,11 @@ and starts a fresh worker for the next case. Larger sizes of the same family are
 run on that runner (status ``"skipped"``).
 
 The reference of a case is the cvxpy result where cvxpy is installed and
-``d <= CVXPY_QUICK_MAX_D``, else the float64 numba result (of the same, possibly float32-
-rounded, input); it is reused from the timed runs when they computed it, else computed by
-a worker of its own.
+``d <= CVXPY_QUICK_MAX_D`` and that result passes the certificate, else the float64 numba
+result (of the same, possibly float32-rounded, input); it is reused from the timed runs
+when they computed it, else computed by a worker of its own. Warnings raised in a worker
+(such as cvxpy's on a row it cannot certify) go to the result's ``note`` instead of the
+terminal.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import signal
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -405,22 +408,27 @@ def _worker_main(conn, runner: Runner, lam: float, dtype: str, cast: str | None,
             wd = to_device(w)
             synchronize()
             conn.send(("start", None))
-            if warm:  # untimed: compilation and calibration for this size happen here
-                start = time.perf_counter()
-                solve(wd)
-                synchronize()
-                conn.send(("warm", time.perf_counter() - start))
             times: list[float] = []
             x = None
-            while len(times) < repeat and sum(times) < TIME_BUDGET:
-                start = time.perf_counter()
-                x = solve(wd)
-                synchronize()
-                times.append(time.perf_counter() - start)
-                conn.send(("time", times[-1]))
+            with warnings.catch_warnings(record=True) as caught:  # reported in the note, not on the terminal
+                warnings.simplefilter("always")
+                if warm:  # untimed: compilation and calibration for this size happen here
+                    start = time.perf_counter()
+                    solve(wd)
+                    synchronize()
+                    conn.send(("warm", time.perf_counter() - start))
+                while len(times) < repeat and sum(times) < TIME_BUDGET:
+                    start = time.perf_counter()
+                    x = solve(wd)
+                    synchronize()
+                    times.append(time.perf_counter() - start)
+                    conn.send(("time", times[-1]))
             conn.send(("end", None))
             info = {} if runner.kind == "floor" else _check(w, _to_host(x), lam)
             info["details"] = _solver_details(runner, d)
+            messages = dict.fromkeys(f"{item.category.__name__}: {item.message}" for item in caught)
+            if messages:
+                info["note"] = "; ".join(messages)
             conn.send(("done", info))
         except Exception as exc:
             conn.send(("error", _describe(exc)))
@@ -668,18 +676,29 @@ def _finish_case(case: list[Result], settings: Settings, family: str, d: int, se
 
 
 def _reference(case, settings, family, d, seed, ref_workers) -> tuple[str | None, np.ndarray | None]:
+    """The first candidate whose float64 result passes the certificate; else the first result at all."""
+    uncertified = None
     for name in _reference_candidates(d):
+        found = None
         if settings.dtype == "float64":
             for r in case:
                 if r.runner.name == name and r.runner.kind == "backend" and r.x is not None:
-                    return name, np.asarray(r.x, dtype=np.float64)
-        if name not in ref_workers:
-            runner = Runner(name, name, "backend", "cpu", warm_each_case=False)  # untimed anyway
-            ref_workers[name] = _Worker(runner, settings.lam, settings.dtype, settings.imports, cast="float64")
-        outcome = ref_workers[name].run(family, d, seed, 1, PHASE_TIMEOUT)
-        if outcome["status"] == "ok" and outcome.get("x") is not None:
-            return name, np.asarray(outcome["x"], dtype=np.float64)
-    return None, None
+                    found = r.certificate, r.x
+                    break
+        if found is None:
+            if name not in ref_workers:
+                runner = Runner(name, name, "backend", "cpu", warm_each_case=False)  # untimed anyway
+                ref_workers[name] = _Worker(runner, settings.lam, settings.dtype, settings.imports, cast="float64")
+            outcome = ref_workers[name].run(family, d, seed, 1, PHASE_TIMEOUT)
+            if outcome["status"] == "ok" and outcome.get("x") is not None:
+                found = outcome.get("certificate"), outcome["x"]
+        if found is None:
+            continue
+        if found[0] == "ok":
+            return name, np.asarray(found[1], dtype=np.float64)
+        if uncertified is None:
+            uncertified = name, np.asarray(found[1], dtype=np.float64)
+    return uncertified if uncertified is not None else (None, None)
 
 
 # ----------------------------------------------------------------------------- reporting

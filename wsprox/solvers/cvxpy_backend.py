@@ -51,7 +51,10 @@ come back slightly different. So each row is polished (:func:`polish`):
 4. Certify (``l1 = 0`` only): if :func:`wsprox.certify` (the KKT conditions, an O(d)
    check that shares no code with any solver) rejects the polished row, steps 1-3 are
    redone with the finer cluster tolerances ``1e-9 s`` and ``1e-11 s``; the first result
-   that passes is kept, else the one with the smallest violation.
+   that passes is kept, else the one with the smallest violation, and a RuntimeWarning
+   says that the row's result is not certified (true clusters closer than ``1e-11 s``,
+   below the solver's accuracy: ``[0, 3, 1e12]`` at ``lam = 1`` gives ``[2, 2, 1e12]``
+   instead of ``[1, 3, 1e12 - 1]``). With ``l1 > 0`` there is no such check.
 
 Tied outputs are then bit-identical, zeros are ``+0.0``, and labels are the cluster ids
 ``0..K-1`` in increasing order of value. Measured against exact rational answers on the
@@ -311,7 +314,8 @@ def _solve_scaled_row(row: np.ndarray, lam: float, l1: float) -> tuple[np.ndarra
     and scaling by a power of two is exact, so the centring and the QP data stay finite.
     With ``l1 = 0`` a polish that fails :func:`wsprox.certify` (true clusters closer than
     ``CLUSTER_RTOL * s``) is redone at the finer tolerances ``FINER_CLUSTER_RTOLS``; the
-    first that passes is kept, else the one with the smallest violation.
+    first that passes is kept, else the one with the smallest violation, with a
+    RuntimeWarning.
     """
     from .._certificate import certify
 
@@ -327,5 +331,14 @@ def _solve_scaled_row(row: np.ndarray, lam: float, l1: float) -> tuple[np.ndarra
                 break
             x, labels = polish(raw, w_u, lam_u, l1_u, scale, cluster_rtol)
             best = min(best, (certify(w_u, x, lam_u).max_violation, x, labels), key=lambda item: item[0])
-        x, labels = best[1], best[2]
+        violation, x, labels = best
+        if violation > 1.0:
+            warnings.warn(
+                f"cvxpy backend: the solution of a row of size d={row.size} fails wsprox.certify (violation "
+                f"{violation:.3g} times its tolerance): some of its true clusters are closer than "
+                f"{FINER_CLUSTER_RTOLS[-1]:g} times the row's spread, below the interior-point solver's accuracy; "
+                "it is not a ground truth for this row (use backend='numba')",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return x / unit, labels
