@@ -236,6 +236,18 @@ def test_out_may_be_w():
     assert labels.shape == w.shape
 
 
+@pytest.mark.parametrize("dtype", [">f8", "<f8", ">f4", "<f4"])
+def test_out_may_be_w_in_either_byte_order(dtype):
+    w = RNG.standard_normal((3, 50)).astype(dtype)
+    expected = wsprox.prox(w.astype(w.dtype.newbyteorder("=")), 0.2, axis=1)
+    res = wsprox.prox(w, 0.2, axis=1, out=w)
+    assert res is w and w.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(w, expected)
+    other = np.zeros(w.shape, np.dtype(dtype).newbyteorder("S"))  # the swapped order of w's
+    wsprox.prox(expected, 0.0, axis=1, out=other)
+    np.testing.assert_array_equal(other, expected)
+
+
 def test_out_noncontiguous():
     w = RNG.standard_normal((6, 8))
     out = np.zeros((8, 6)).T
@@ -248,6 +260,7 @@ def test_out_noncontiguous():
     [
         (np.empty(4), ValueError, r"out has shape \(4,\), expected \(5,\)"),
         (np.empty(5, np.float32), TypeError, "out has dtype float32, expected float64"),
+        (np.empty(5, ">f4"), TypeError, "out has dtype >f4, expected float64"),
         ([0.0] * 5, TypeError, "out must be a numpy.ndarray"),
     ],
 )

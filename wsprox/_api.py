@@ -55,9 +55,9 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
         A registered backend (see :func:`wsprox.backends`), or ``"auto"`` (default):
         ``"numba"`` for host arrays, ``"cuda"`` for device arrays.
     out : numpy.ndarray or device array, optional
-        Where to write the result: same shape as ``w`` and the output dtype, writeable,
-        and of ``w``'s kind (a device array for device input). May be ``w`` itself. Left
-        untouched if the call raises.
+        Where to write the result: same shape as ``w`` and the output dtype (in either
+        byte order), writeable, and of ``w``'s kind (a device array for device input).
+        May be ``w`` itself. Left untouched if the call raises.
     return_clusters : bool, optional
         Also return the weight-sharing groups.
 
@@ -108,7 +108,12 @@ def prox(w, lam, *, l1=0.0, axis=None, backend="auto", out=None, return_clusters
     exact cluster :math:`B` is within one ulp plus a few units of :math:`2^{-53} |B|
     (s_B + \lambda)` of the exact prox, :math:`s_B` the largest distance from a
     member's weight to the cluster's value: the rest of the row, however large, does
-    not matter. In practice the result is correctly rounded or one ulp off. The ``cuda``
+    not matter. That is the guarantee; outputs far from 0 are usually correctly rounded
+    or one ulp off, but outputs near 0 are off by the absolute term (``prox([-1., 5, 2,
+    -3, -4, -3], 5.0)`` gives ``-0.7999999999999998``, two ulps from ``-0.8``), and
+    where :math:`\lambda/(d-1)` is not a float64 number two adjacent exact clusters with
+    equal values can come out as two clusters one ulp apart (a tie the rounding split;
+    both are within the bound). The ``cuda``
     backend sums relative to each tile's middle element inside a tile and to the row
     median between tiles (tile offsets compensated and scanned outward from the
     median); its error is at most two ulps of

@@ -134,7 +134,7 @@ def nonfinite_message(name: str, count: int, first: tuple) -> str:
 
 
 def check_out(out, shape: tuple, dtype: np.dtype) -> None:
-    """Check that ``out`` can receive a result of ``shape`` and ``dtype``.
+    """Check that ``out`` can receive a result of ``shape`` and ``dtype`` (in either byte order).
 
     A masked array with masked entries is refused (ValueError): the results written
     there would stay hidden under its mask."""
@@ -149,7 +149,7 @@ def check_out(out, shape: tuple, dtype: np.dtype) -> None:
             )
     if out.shape != shape:
         raise ValueError(f"out has shape {out.shape}, expected {shape}")
-    if out.dtype != dtype:
+    if out.dtype.newbyteorder("=") != dtype:  # either byte order: the result is copied in (out may be w)
         raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
