@@ -136,6 +136,28 @@ def test_output_paths_checked_before_the_run(tmp_path, capsys):
     assert not missing.parent.exists() and not os.path.exists(same)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_unwritable_destination_refused_before_the_run_also_as_root(capsys):
+    """/proc takes no new files, whoever asks (os.access says yes to root)."""
+    base = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss"]
+    for option, path in (("--json", "/proc/wsprox-test.json"), ("--plot", "/proc/wsprox-test.png")):
+        err = _parser_error([*base, option, path], capsys)
+        assert f"{option} {path}: cannot be written (" in err
+
+
+def test_destination_check_leaves_nothing_behind(tmp_path):
+    from wsprox._files import check_writable
+
+    check_writable(tmp_path / "new.json")
+    (tmp_path / "old.json").write_text("kept")
+    check_writable(tmp_path / "old.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+    assert (tmp_path / "old.json").read_text() == "kept"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    check_writable(fifo)  # returns at once: a FIFO is not opened
+
+
 def test_plot_format_from_extension(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     base = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss"]

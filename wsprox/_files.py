@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -55,6 +56,25 @@ def write_atomically(path, write, *, binary: bool = False) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def check_writable(path) -> None:
+    """Raise OSError unless :func:`write_atomically` can write ``path``, trying what it will do.
+
+    For a regular file or a new name, a temporary file is created next to ``path`` and
+    removed at once (permission bits alone do not tell: root passes every ``os.access``
+    check, also in ``/proc``). An existing file that is not regular (a FIFO, a device) is
+    only checked with :func:`os.access`: opening a FIFO would wait for its reader.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        if not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return
+    directory = os.path.dirname(os.path.abspath(os.path.realpath(path)))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    os.remove(tmp)
 
 
 def save_figure_atomically(fig, path, **savefig_kwargs) -> None:

@@ -29,7 +29,7 @@ import wsprox
 
 from . import _compare
 from ._families import DEFAULT_FAMILIES, FAMILIES, make_input
-from ._files import write_atomically
+from ._files import check_writable, write_atomically
 
 __all__ = ["main", "build_parser", "DEFAULT_SIZES"]
 
@@ -321,14 +321,16 @@ class _Progress:
 
 
 def _check_output_path(parser: argparse.ArgumentParser, option: str, path: str) -> None:
-    """A parser error (exit 2) unless ``path`` looks writable: not a directory, in an existing writable directory."""
+    """A parser error (exit 2) unless ``path`` can be written: not a directory, in an existing directory, writable."""
     if os.path.isdir(path):
         parser.error(f"{option} {path}: is a directory")
     parent = os.path.dirname(os.path.realpath(path))  # a symlink's target is what gets written
     if not os.path.isdir(parent):
         parser.error(f"{option} {path}: the directory {parent} does not exist")
-    if not (os.access(path, os.W_OK) if os.path.exists(path) else os.access(parent, os.W_OK | os.X_OK)):
-        parser.error(f"{option} {path}: permission denied")
+    try:
+        check_writable(path)
+    except OSError as exc:
+        parser.error(f"{option} {path}: cannot be written ({exc.strerror or exc})")
 
 
 def _check_plot(parser: argparse.ArgumentParser, path: str) -> None:
