@@ -339,6 +339,20 @@ def test_cluster_errors_are_seen_on_long_rows(dtype):
     assert certify(w, bad, lam, rtol=1e-4).ok  # the same error at a tolerance that allows it
 
 
+def test_accepts_a_few_ulps_on_uncentred_rows():
+    """A solver averaging uncentred values (scipy's isotonic regression near 7e9) is off by a few ulps."""
+    w = 7e9 + np.random.default_rng(3).standard_normal(10**4)
+    lam = 1.3
+    x, labels = _prox_and_labels(w, lam)
+    singles = np.flatnonzero(np.bincount(labels.ravel())[labels] == 1)
+    k = singles[np.argmin(np.abs(w[singles] - np.median(w)))]  # the singleton cluster nearest the median
+    for ulps in (-4, 4):
+        moved = x.copy()
+        moved[k] += ulps * np.spacing(x[k])
+        assert certify(w, moved, lam).ok  # failed when condition 5 allowed 2 ulps of each value
+    assert not certify(w, x + 2e-4 * (labels == labels.max()), lam).ok  # the top cluster off by 2e-4
+
+
 @pytest.mark.parametrize("d", [3, 1000])
 def test_rejects_a_wrong_level_when_lam_dwarfs_the_weights(d):
     """One cluster at the mean: its level is checked at float64 accuracy, not relative to lam."""

@@ -146,19 +146,25 @@ def certify(w, x, lam, *, axis=None, rtol=1e-9) -> Certificate:
     :math:`\tau` restricted to the cluster:
 
     5. :math:`\left|\sum_{k \in B} (z_k - x_k)\right| \le \mathrm{rtol}\, W_B
-       + \min(\mathrm{rtol}, 8 d \varepsilon_{64})\, V_B + 2 \varepsilon_x X_B
+       + \min(\mathrm{rtol}, 8 d \varepsilon_{64})\, V_B + (2 \varepsilon_x + 8 \varepsilon_{64}) X_B
        + 2 \varepsilon_{64} (W_B + V_B) + 4 (\lceil \log_2 d \rceil + 1)\,
        \varepsilon_{64} \sum_k (|w_{(k)} - c| + |v_k|) + 2 d (t_x + d\, t_{64})`,
 
     with :math:`W_B`, :math:`V_B`, :math:`X_B` the sums of :math:`|w_{(k)} - c|`,
     :math:`|v_k|` and :math:`|x_k|` over :math:`B`. The fifth term is the rounding of a
     cluster sum taken as a difference of prefix sums over the row (a tree of depth
-    :math:`\log_2 d`): set by the whole row, but not scaled by ``rtol``. So a cluster
-    value wrong by about ``rtol`` times its distance from the median is rejected at
-    every :math:`d`.
+    :math:`\log_2 d`): set by the whole row, but not scaled by ``rtol``. The term in
+    :math:`X_B` allows a few float64 roundings of each value itself (a solver that
+    averages uncentred values, such as scipy's isotonic regression on weights near
+    :math:`7 \cdot 10^9`). So an error of a cluster's value is rejected when it exceeds
+    about ``rtol`` times the cluster's distance from the median or, closer to the
+    median, the row's rounding term divided by :math:`|B|` (which grows like
+    :math:`d \log d` times the mean distance from the median): far tighter than
+    :math:`\tau` on long rows, but not relative to each value alone.
 
-    Values far smaller than the row's spread (say, two weights near 0 in a row whose
-    median is :math:`10^{17}`) are still checked only at the row's float64 rounding. A
+    Condition 5 does not see a value moved within its cluster's tolerance, and values
+    far smaller than the row's spread (say, two weights near 0 in a row whose median is
+    :math:`10^{17}`) get a tolerance of the order of ``rtol`` times that median. A
     sixth condition, necessary for the prox by Moreau's identity (:math:`w - x` lies in
     :math:`\lambda` times the permutahedron, so no weight moves by more than
     :math:`\lambda`), is checked with a tolerance local to each cluster:
@@ -293,7 +299,8 @@ def _block_violations(
     imbalance = np.abs(block_sums((wc + velocity) - xc))
     weights, velocities = block_sums(np.abs(wc)), block_sums(np.abs(velocity))
     tol = rtol * weights + min(rtol, 8.0 * d * _EPS64) * velocities
-    tol += 2.0 * eps_x * block_sums(np.abs(xs)) + 2.0 * _EPS64 * (weights + velocities) + row_rounding[rows]
+    magnitudes = block_sums(np.abs(xs))  # a solver working on uncentred values rounds at their magnitude
+    tol += (2.0 * eps_x + 8.0 * _EPS64) * magnitudes + 2.0 * _EPS64 * (weights + velocities) + row_rounding[rows]
     with np.errstate(over="ignore"):
         violation = imbalance / tol
     result = np.zeros(n)
