@@ -158,6 +158,37 @@ def test_destination_check_leaves_nothing_behind(tmp_path):
     check_writable(fifo)  # returns at once: a FIFO is not opened
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+@pytest.mark.parametrize("name", ["/dev/stdout", "/proc/self/fd/1"])
+def test_writing_to_stdout_redirected_into_a_file_appends(tmp_path, name):
+    """``--json /dev/stdout >> log``: the log keeps what was there and what is printed around the JSON."""
+    if name.startswith("/proc") and not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    log = tmp_path / "log.txt"
+    log.write_text("old line\n")
+    code = (
+        "from wsprox._files import check_writable, write_atomically\n"
+        "print('before', flush=True)\n"
+        f"check_writable({name!r})\n"
+        f"write_atomically({name!r}, lambda f: f.write('{{}}\\n'))\n"
+        "print('after')\n"
+    )
+    with open(log, "a") as out:
+        subprocess.run([sys.executable, "-c", code], stdout=out, check=True, env=_subprocess_env())
+    assert log.read_text() == "old line\nbefore\n{}\nafter\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt"]
+
+
+def test_destination_check_follows_a_link_with_a_long_name(tmp_path):
+    from wsprox._files import check_writable, write_atomically
+
+    link = tmp_path / ("l" * 245)
+    link.symlink_to(tmp_path / "short.json")
+    check_writable(link)  # the temporary file is named after the target, as when writing
+    write_atomically(link, lambda f: f.write("{}"))
+    assert (tmp_path / "short.json").read_text() == "{}"
+
+
 def test_plot_format_from_extension(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     base = ["compare", "--backends", "numba", "--sizes", "100", "--families", "gauss"]

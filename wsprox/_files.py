@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 
@@ -34,10 +35,17 @@ def write_atomically(path, write, *, binary: bool = False) -> None:
     the permissions a plain ``open(path, "w")`` would give it (``0o666`` less the umask).
     A symbolic link is followed: its target is replaced, the link stays. A ``path`` that
     exists but is not a regular file (a FIFO, ``/dev/stdout``, a shell's ``>(...)``, a
-    device) has nothing to replace and is written directly.
+    device) has nothing to replace and is written directly. So is a name of an open file
+    descriptor (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``), in append mode: it
+    may lead to the file that the shell redirected the output into, which must neither be
+    replaced nor truncated.
     """
     path = os.fspath(path)
     mode, encoding = ("wb", {}) if binary else ("w", {"encoding": "utf-8"})
+    if _names_a_descriptor(path):
+        with open(path, mode.replace("w", "a"), **encoding) as f:
+            write(f)
+        return
     if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
         with open(path, mode, **encoding) as f:
             write(f)
@@ -58,6 +66,14 @@ def write_atomically(path, write, *, binary: bool = False) -> None:
         raise
 
 
+_DESCRIPTOR_NAME = re.compile(r"/(dev/(stdout|stderr|fd/[0-9]+)|proc/(self|[0-9]+)/fd/[0-9]+)")
+
+
+def _names_a_descriptor(path: str) -> bool:
+    """Whether ``path`` is a name of an open file descriptor, such as ``/dev/stdout``."""
+    return _DESCRIPTOR_NAME.fullmatch(os.path.abspath(path)) is not None
+
+
 def check_writable(path) -> None:
     """Raise OSError unless :func:`write_atomically` can write ``path``, trying what it will do.
 
@@ -67,11 +83,12 @@ def check_writable(path) -> None:
     only checked with :func:`os.access`: opening a FIFO would wait for its reader.
     """
     path = os.fspath(path)
-    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+    if _names_a_descriptor(path) or (os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode)):
         if not os.access(path, os.W_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return
-    directory = os.path.dirname(os.path.abspath(os.path.realpath(path)))
+    path = os.path.realpath(path)
+    directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
     os.remove(tmp)
