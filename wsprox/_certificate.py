@@ -277,6 +277,16 @@ def _violations(
     return np.maximum(result, _displacement_violations(ws, xs, lam_rows, rtol, eps_x, tiny_x).max(axis=1))
 
 
+def _cluster_starts(xs: np.ndarray) -> np.ndarray:
+    """``(n, d)`` bool: where a cluster (a run of equal values of each sorted row) starts.
+
+    Every row starts a cluster, so in the flattened array no cluster crosses rows.
+    """
+    starts = np.ones(xs.shape, dtype=bool)
+    starts[:, 1:] = xs[:, 1:] != xs[:, :-1]
+    return starts
+
+
 def _block_violations(
     wc: np.ndarray, xc: np.ndarray, velocity: np.ndarray, xs: np.ndarray, row_rounding, rtol: float, eps_x: float
 ) -> np.ndarray:
@@ -288,9 +298,8 @@ def _block_violations(
     each row.
     """
     n, d = xs.shape
-    starts = np.ones((n, d), dtype=bool)
-    starts[:, 1:] = xs[:, 1:] != xs[:, :-1]
-    first = np.flatnonzero(starts)  # every row starts a cluster, so no cluster crosses rows
+    starts = _cluster_starts(xs)
+    first = np.flatnonzero(starts)
     rows = first // d
 
     def block_sums(values):
@@ -334,8 +343,7 @@ def _displacement_violations(
     range of its weights.
     """
     n, d = ws.shape
-    starts = np.ones((n, d), dtype=bool)
-    starts[:, 1:] = xs[:, 1:] != xs[:, :-1]
+    starts = _cluster_starts(xs)
     first = np.flatnonzero(starts)
     cluster = np.cumsum(starts.reshape(-1)) - 1
     flat_w = ws.reshape(-1)
